@@ -1,0 +1,619 @@
+//! Process rules: name normalisation, exe globs, and the compiled process matcher.
+//!
+//! Matching gathers candidate rules from three indexes built once (a hash of names, one
+//! `RegexSet` over executable paths, one `RegexSet` over command lines), then checks every
+//! condition of each candidate. Cost grows with the process's own facts and the few candidate
+//! rules, not with the size of the catalog.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use regex::{RegexSet, RegexSetBuilder, SetMatches};
+
+use crate::load::REGEX_SIZE_LIMIT;
+use crate::model::{Confidence, Product, Runtime};
+
+/// Command lines are matched on their first 32 KiB: enough for any real tool invocation, and a
+/// bound on the work a hostile multi-megabyte command line can cause.
+pub const MAX_MATCHED_CMDLINE: usize = 32 * 1024;
+
+/// How a process's name was found, for the explanation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameSource {
+    ProcessName,
+    ExeName,
+    Argv0,
+    Script,
+    Module,
+}
+
+impl NameSource {
+    fn describe(self) -> &'static str {
+        match self {
+            NameSource::ProcessName => "process name is",
+            NameSource::ExeName => "executable file name is",
+            NameSource::Argv0 => "argv[0] is",
+            NameSource::Script => "script name is",
+            NameSource::Module => "python module is",
+        }
+    }
+}
+
+/// Checks a catalog process name.
+pub(crate) fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 255 {
+        return Err("must be 1 to 255 bytes".into());
+    }
+    if name.contains(['/', '\\']) || name.chars().any(char::is_control) {
+        return Err("must be a file name, without path separators or control characters".into());
+    }
+    if normalize_name(name).is_empty() {
+        return Err("is empty once `.exe` is removed".into());
+    }
+    Ok(())
+}
+
+/// Lowercases a process or file name and removes a trailing `.exe`, so that `Ollama`,
+/// `ollama.exe` and `ollama` compare equal.
+pub(crate) fn normalize_name(name: &str) -> Cow<'_, str> {
+    let lowered = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    };
+    if lowered.ends_with(".exe") {
+        let cut = lowered.len() - ".exe".len();
+        return match lowered {
+            Cow::Borrowed(text) => Cow::Borrowed(&text[..cut]),
+            Cow::Owned(mut text) => {
+                text.truncate(cut);
+                Cow::Owned(text)
+            }
+        };
+    }
+    lowered
+}
+
+/// The file name of a path in either `/` or `\` form.
+pub(crate) fn basename(path: &str) -> &str {
+    path.rsplit(['/', '\\']).next().unwrap_or(path)
+}
+
+/// Translates an exe glob to an anchored regex: `**` spans segments, `*` stays within one,
+/// `?` is one character. Paths are compared with `/` separators.
+pub(crate) fn glob_to_regex(glob: &str, case_insensitive: bool) -> Result<String, String> {
+    if glob.is_empty() || glob.len() > 1024 {
+        return Err("must be 1 to 1024 bytes".into());
+    }
+    if glob.contains('\\') {
+        return Err("write paths with `/`, also for Windows".into());
+    }
+    let mut out = String::with_capacity(glob.len() * 2 + 8);
+    if case_insensitive {
+        out.push_str("(?i)");
+    }
+    out.push('^');
+    let mut chars = glob.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' if chars.peek() == Some(&'*') => {
+                chars.next();
+                out.push_str(".*");
+            }
+            '*' => out.push_str("[^/]*"),
+            '?' => out.push_str("[^/]"),
+            other => {
+                let mut buffer = [0u8; 4];
+                out.push_str(&regex::escape(other.encode_utf8(&mut buffer)));
+            }
+        }
+    }
+    out.push('$');
+    Ok(out)
+}
+
+/// The runtime a (normalised) program name stands for.
+fn runtime_of(name: &str) -> Option<Runtime> {
+    match name {
+        "node" | "nodejs" | "bun" => Some(Runtime::Node),
+        "pythonw" | "python" => Some(Runtime::Python),
+        _ => {
+            let version = name.strip_prefix("python")?;
+            let is_version = !version.is_empty()
+                && version.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+                && version.as_bytes()[0].is_ascii_digit();
+            is_version.then_some(Runtime::Python)
+        }
+    }
+}
+
+/// Runtime options that take the next argument as their value, so it is not the script.
+fn option_takes_value(runtime: Runtime, option: &str) -> bool {
+    match runtime {
+        Runtime::Node => matches!(option, "-r" | "--require" | "--import" | "--loader"),
+        Runtime::Python => matches!(option, "-W" | "-X"),
+    }
+}
+
+/// Options after which no script follows (inline code).
+fn option_ends_search(runtime: Runtime, option: &str) -> bool {
+    match runtime {
+        Runtime::Node => matches!(option, "-e" | "--eval" | "-p" | "--print"),
+        Runtime::Python => option == "-c",
+    }
+}
+
+fn strip_script_extension(name: &str) -> &str {
+    for extension in [".js", ".mjs", ".cjs", ".ts", ".py", ".pyw"] {
+        if let Some(stem) = name.strip_suffix(extension)
+            && !stem.is_empty()
+        {
+            return stem;
+        }
+    }
+    name
+}
+
+/// Facts about one process, prepared once for matching.
+pub(crate) struct Prepared<'f> {
+    names: Vec<(Cow<'f, str>, NameSource)>,
+    runtime: Option<Runtime>,
+    exe: Cow<'f, str>,
+    cmdline: String,
+    args: &'f [String],
+}
+
+impl<'f> Prepared<'f> {
+    pub(crate) fn new(name: &'f str, exe: &'f str, args: &'f [String]) -> Prepared<'f> {
+        let mut names: Vec<(Cow<'f, str>, NameSource)> = Vec::with_capacity(5);
+        push_name(&mut names, name, NameSource::ProcessName);
+        push_name(&mut names, basename(exe), NameSource::ExeName);
+        if let Some(argv0) = args.first() {
+            push_name(&mut names, basename(argv0), NameSource::Argv0);
+        }
+        let runtime = names
+            .iter()
+            .find_map(|(candidate, _)| runtime_of(candidate));
+        if let Some(runtime) = runtime {
+            let mut rest = args.iter().skip(1);
+            while let Some(arg) = rest.next() {
+                if option_ends_search(runtime, arg) {
+                    break;
+                }
+                if runtime == Runtime::Python && arg == "-m" {
+                    if let Some(module) = rest.next() {
+                        push_name(&mut names, module, NameSource::Module);
+                    }
+                    break;
+                }
+                if arg.starts_with('-') {
+                    if option_takes_value(runtime, arg) {
+                        rest.next();
+                    }
+                    continue;
+                }
+                push_name(
+                    &mut names,
+                    strip_script_extension(basename(arg)),
+                    NameSource::Script,
+                );
+                break;
+            }
+        }
+        let exe = if exe.contains('\\') {
+            Cow::Owned(exe.replace('\\', "/"))
+        } else {
+            Cow::Borrowed(exe)
+        };
+        Prepared {
+            names,
+            runtime,
+            exe,
+            cmdline: join_capped(args),
+            args,
+        }
+    }
+}
+
+/// Adds a normalised candidate name unless it is empty or already known.
+fn push_name<'f>(
+    names: &mut Vec<(Cow<'f, str>, NameSource)>,
+    candidate: &'f str,
+    source: NameSource,
+) {
+    if candidate.is_empty() {
+        return;
+    }
+    let normalized = normalize_name(candidate);
+    if !names.iter().any(|(known, _)| *known == normalized) {
+        names.push((normalized, source));
+    }
+}
+
+/// Joins arguments with single spaces, cut at [`MAX_MATCHED_CMDLINE`] on a char boundary.
+fn join_capped(args: &[String]) -> String {
+    let mut joined = String::new();
+    for (index, arg) in args.iter().enumerate() {
+        if index > 0 {
+            joined.push(' ');
+        }
+        joined.push_str(arg);
+        if joined.len() >= MAX_MATCHED_CMDLINE {
+            let mut cut = MAX_MATCHED_CMDLINE;
+            while !joined.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            joined.truncate(cut);
+            break;
+        }
+    }
+    joined
+}
+
+struct CompiledRule {
+    product: usize,
+    rule: usize,
+    /// Normalised names, with their index in the rule's `names`.
+    names: Vec<(String, usize)>,
+    runtime: Option<Runtime>,
+    exe_ids: Vec<usize>,
+    cmdline_ids: Vec<usize>,
+    confidence: Confidence,
+    specificity: usize,
+}
+
+/// What matched, before it is turned into a [`crate::ProcessMatch`].
+pub(crate) struct Found {
+    pub(crate) product: usize,
+    pub(crate) rule: usize,
+    pub(crate) reason: String,
+}
+
+/// The compiled process matcher.
+pub(crate) struct ProcessIndex {
+    rules: Vec<CompiledRule>,
+    by_name: HashMap<String, Vec<usize>>,
+    exe_set: RegexSet,
+    exe_owner: Vec<usize>,
+    exe_glob: Vec<(usize, usize, usize)>,
+    cmdline_set: RegexSet,
+    cmdline_owner: Vec<usize>,
+}
+
+impl std::fmt::Debug for ProcessIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessIndex")
+            .field("rules", &self.rules.len())
+            .field("exe_patterns", &self.exe_owner.len())
+            .field("cmdline_patterns", &self.cmdline_owner.len())
+            .finish()
+    }
+}
+
+impl ProcessIndex {
+    /// Compiles every process rule. Individual patterns were validated on load; this can still
+    /// fail if the combined sets exceed the regex size limit.
+    pub(crate) fn build(products: &[Product]) -> Result<ProcessIndex, String> {
+        let mut rules = Vec::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut exe_patterns = Vec::new();
+        let mut exe_owner = Vec::new();
+        let mut exe_glob = Vec::new();
+        let mut cmdline_patterns: Vec<&str> = Vec::new();
+        let mut cmdline_owner = Vec::new();
+        for (product_index, product) in products.iter().enumerate() {
+            for (rule_index, rule) in product.processes.iter().enumerate() {
+                let compiled_index = rules.len();
+                let mut names = Vec::new();
+                for (name_index, name) in rule.names.iter().enumerate() {
+                    let normalized = normalize_name(name).into_owned();
+                    let owners = by_name.entry(normalized.clone()).or_default();
+                    if !owners.contains(&compiled_index) {
+                        owners.push(compiled_index);
+                    }
+                    names.push((normalized, name_index));
+                }
+                let mut exe_ids = Vec::new();
+                let per_os = [
+                    (&rule.exe.linux, false),
+                    (&rule.exe.macos, true),
+                    (&rule.exe.windows, true),
+                ];
+                for (os_index, (globs, case_insensitive)) in per_os.into_iter().enumerate() {
+                    for (glob_index, glob) in globs.iter().enumerate() {
+                        exe_ids.push(exe_patterns.len());
+                        exe_patterns.push(glob_to_regex(glob, case_insensitive)?);
+                        exe_owner.push(compiled_index);
+                        exe_glob.push((rule_index, os_index, glob_index));
+                    }
+                }
+                let mut cmdline_ids = Vec::new();
+                for pattern in &rule.cmdline {
+                    cmdline_ids.push(cmdline_patterns.len());
+                    cmdline_patterns.push(pattern);
+                    cmdline_owner.push(compiled_index);
+                }
+                let specificity = [
+                    !rule.names.is_empty(),
+                    rule.runtime.is_some(),
+                    !rule.exe.is_empty(),
+                    !rule.cmdline.is_empty(),
+                    !rule.args.is_empty(),
+                    !rule.args_any.is_empty(),
+                ]
+                .iter()
+                .filter(|present| **present)
+                .count();
+                rules.push(CompiledRule {
+                    product: product_index,
+                    rule: rule_index,
+                    names,
+                    runtime: rule.runtime,
+                    exe_ids,
+                    cmdline_ids,
+                    confidence: rule.confidence,
+                    specificity,
+                });
+            }
+        }
+        let exe_set = RegexSetBuilder::new(&exe_patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 16)
+            .build()
+            .map_err(|error| format!("exe globs do not compile together: {error}"))?;
+        let cmdline_set = RegexSetBuilder::new(&cmdline_patterns)
+            .size_limit(REGEX_SIZE_LIMIT * 16)
+            .build()
+            .map_err(|error| format!("cmdline regexes do not compile together: {error}"))?;
+        Ok(ProcessIndex {
+            rules,
+            by_name,
+            exe_set,
+            exe_owner,
+            exe_glob,
+            cmdline_set,
+            cmdline_owner,
+        })
+    }
+
+    /// Finds the best rule for a process: highest confidence, then the rule with the most kinds
+    /// of condition, then the first in catalog order.
+    pub(crate) fn find(&self, products: &[Product], facts: &Prepared<'_>) -> Option<Found> {
+        let exe_hits = if facts.exe.is_empty() {
+            None
+        } else {
+            Some(self.exe_set.matches(&facts.exe))
+        };
+        let cmdline_hits = self.cmdline_set.matches(&facts.cmdline);
+
+        let mut candidates: Vec<usize> = Vec::new();
+        for (name, _) in &facts.names {
+            if let Some(owners) = self.by_name.get(name.as_ref()) {
+                candidates.extend(owners);
+            }
+        }
+        if let Some(hits) = &exe_hits {
+            candidates.extend(hits.iter().map(|id| self.exe_owner[id]));
+        }
+        candidates.extend(cmdline_hits.iter().map(|id| self.cmdline_owner[id]));
+        candidates.sort_unstable();
+        candidates.dedup();
+
+        let mut best: Option<(usize, String)> = None;
+        for candidate in candidates {
+            let compiled = &self.rules[candidate];
+            let Some(reason) =
+                self.check(products, compiled, facts, exe_hits.as_ref(), &cmdline_hits)
+            else {
+                continue;
+            };
+            let better = match &best {
+                None => true,
+                Some((current, _)) => {
+                    let current = &self.rules[*current];
+                    (compiled.confidence, compiled.specificity)
+                        > (current.confidence, current.specificity)
+                }
+            };
+            if better {
+                best = Some((candidate, reason));
+            }
+        }
+        best.map(|(index, reason)| Found {
+            product: self.rules[index].product,
+            rule: self.rules[index].rule,
+            reason,
+        })
+    }
+
+    /// Checks every condition of a rule; returns the explanation when all hold.
+    fn check(
+        &self,
+        products: &[Product],
+        compiled: &CompiledRule,
+        facts: &Prepared<'_>,
+        exe_hits: Option<&SetMatches>,
+        cmdline_hits: &SetMatches,
+    ) -> Option<String> {
+        let rule = &products[compiled.product].processes[compiled.rule];
+        let mut reasons: Vec<String> = Vec::new();
+        if !compiled.names.is_empty() {
+            let (name_index, source) = facts.names.iter().find_map(|(candidate, source)| {
+                compiled
+                    .names
+                    .iter()
+                    .find(|(name, _)| name == candidate)
+                    .map(|(_, index)| (*index, *source))
+            })?;
+            reasons.push(format!(
+                "{} `{}`",
+                source.describe(),
+                rule.names[name_index]
+            ));
+        }
+        if let Some(runtime) = compiled.runtime {
+            if facts.runtime != Some(runtime) {
+                return None;
+            }
+            reasons.push(format!("it runs under {}", runtime.as_str()));
+        }
+        if !compiled.exe_ids.is_empty() {
+            let hits = exe_hits?;
+            let id = compiled
+                .exe_ids
+                .iter()
+                .copied()
+                .find(|id| hits.matched(*id))?;
+            let (_, os_index, glob_index) = self.exe_glob[id];
+            let globs = [&rule.exe.linux, &rule.exe.macos, &rule.exe.windows][os_index];
+            reasons.push(format!("executable path matches `{}`", globs[glob_index]));
+        }
+        if !compiled.cmdline_ids.is_empty() {
+            let position = compiled
+                .cmdline_ids
+                .iter()
+                .position(|id| cmdline_hits.matched(*id))?;
+            reasons.push(format!("command line matches `{}`", rule.cmdline[position]));
+        }
+        let rest = facts.args.get(1..).unwrap_or_default();
+        if !rule.args.is_empty() {
+            if !rule.args.iter().all(|wanted| rest.contains(wanted)) {
+                return None;
+            }
+            let listed = rule
+                .args
+                .iter()
+                .map(|arg| format!("`{arg}`"))
+                .collect::<Vec<_>>();
+            reasons.push(format!("arguments contain {}", listed.join(", ")));
+        }
+        if !rule.args_any.is_empty() {
+            let found = rule.args_any.iter().find(|wanted| rest.contains(wanted))?;
+            reasons.push(format!("arguments contain `{found}`"));
+        }
+        Some(reasons.join(" and "))
+    }
+}
+
+/// Whether the arguments (after argv\[0\], up to a `--`) carry a risky flag.
+pub(crate) fn has_flag(args: &[String], flag: &str, value: Option<&str>) -> bool {
+    let rest = args.get(1..).unwrap_or_default();
+    for (index, arg) in rest.iter().enumerate() {
+        if arg == "--" {
+            return false;
+        }
+        match value {
+            None if arg == flag => return true,
+            None => {}
+            Some(value) => {
+                if arg == flag && rest.get(index + 1).is_some_and(|next| next == value) {
+                    return true;
+                }
+                if arg
+                    .strip_prefix(flag)
+                    .and_then(|tail| tail.strip_prefix('='))
+                    == Some(value)
+                {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    #[test]
+    fn names_compare_without_case_or_exe() {
+        assert_eq!(normalize_name("Ollama.EXE"), "ollama");
+        assert_eq!(normalize_name("LM Studio"), "lm studio");
+        assert_eq!(normalize_name("claude"), "claude");
+        assert_eq!(normalize_name(".exe"), "");
+    }
+
+    #[test]
+    fn globs_translate_to_anchored_regexes() {
+        let regex = |glob: &str| regex::Regex::new(&glob_to_regex(glob, false).unwrap()).unwrap();
+        assert!(
+            regex("/Applications/Cursor.app/**")
+                .is_match("/Applications/Cursor.app/Contents/MacOS/Cursor")
+        );
+        assert!(regex("**/versions/*").is_match("/home/u/.local/share/claude/versions/2.0.14"));
+        assert!(!regex("**/versions/*").is_match("/home/u/versions/2/x"));
+        assert!(!regex("/usr/bin/ollama").is_match("/usr/bin/ollama2"));
+        assert!(regex("/usr/bin/olla?a").is_match("/usr/bin/ollama"));
+        assert!(glob_to_regex("C:\\x", true).is_err());
+    }
+
+    #[test]
+    fn script_names_are_found_under_runtimes() {
+        let args = strings(&[
+            "/usr/bin/python3.12",
+            "-X",
+            "dev",
+            "/home/u/.local/bin/aider.py",
+            "--yes-always",
+        ]);
+        let prepared = Prepared::new("python3.12", "/usr/bin/python3.12", &args);
+        assert_eq!(prepared.runtime, Some(Runtime::Python));
+        assert!(
+            prepared
+                .names
+                .iter()
+                .any(|(name, source)| name == "aider" && *source == NameSource::Script)
+        );
+
+        let args = strings(&["python", "-m", "aider", "--model", "x"]);
+        let prepared = Prepared::new("python", "", &args);
+        assert!(
+            prepared
+                .names
+                .iter()
+                .any(|(name, source)| name == "aider" && *source == NameSource::Module)
+        );
+
+        let args = strings(&["node", "-e", "require('x')", "openclaw.mjs"]);
+        let prepared = Prepared::new("node", "/usr/bin/node", &args);
+        assert!(!prepared.names.iter().any(|(name, _)| name == "openclaw"));
+    }
+
+    #[test]
+    fn long_command_lines_are_cut_on_a_char_boundary() {
+        let args = vec!["é".repeat(MAX_MATCHED_CMDLINE)];
+        let joined = join_capped(&args);
+        assert!(joined.len() <= MAX_MATCHED_CMDLINE);
+        assert!(joined.len() >= MAX_MATCHED_CMDLINE - 1);
+    }
+
+    #[test]
+    fn risky_flags_take_both_value_forms_and_stop_at_double_dash() {
+        let args = strings(&["claude", "--permission-mode", "bypassPermissions"]);
+        assert!(has_flag(
+            &args,
+            "--permission-mode",
+            Some("bypassPermissions")
+        ));
+        let args = strings(&["claude", "--permission-mode=bypassPermissions"]);
+        assert!(has_flag(
+            &args,
+            "--permission-mode",
+            Some("bypassPermissions")
+        ));
+        let args = strings(&["claude", "--permission-mode", "plan"]);
+        assert!(!has_flag(
+            &args,
+            "--permission-mode",
+            Some("bypassPermissions")
+        ));
+        let args = strings(&["codex", "--", "--yolo"]);
+        assert!(!has_flag(&args, "--yolo", None));
+        let args = strings(&["--yolo"]);
+        assert!(!has_flag(&args, "--yolo", None), "argv[0] is not a flag");
+    }
+}
