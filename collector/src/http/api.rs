@@ -1,0 +1,364 @@
+//! The JSON API under `/api/v1/`. Any role may read. Authentication is a bearer API key
+//! (`Authorization: Bearer sak_...`) or the dashboard's session cookie.
+//!
+//! Listings are newest first and paged by an opaque `cursor` (the `next_cursor` of the previous
+//! page). Times are RFC 3339 UTC strings with milliseconds.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+use uuid::Uuid;
+
+use super::{HttpState, now_ms, session, view};
+use crate::auth;
+use crate::store::{
+    Alert, AlertQuery, MAX_PAGE, ObservationQuery, PageCursor, Role, StoreError, StoredObservation,
+};
+
+/// Page size when the client does not say.
+const DEFAULT_LIMIT: u32 = 100;
+/// Longest product id accepted as a filter (the proto's limit).
+const MAX_PRODUCT: usize = 128;
+/// Alert statuses a filter may name.
+const STATUSES: [&str; 3] = ["open", "acknowledged", "resolved"];
+
+/// How an API call failed; the only place API errors become HTTP.
+#[derive(Debug)]
+pub(super) enum ApiError {
+    Unauthenticated,
+    BadRequest(String),
+    NotFound,
+    Internal,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        warn!(error = %error, "api store error");
+        ApiError::Internal
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned()),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            ApiError::Internal => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal error".to_owned(),
+            ),
+        };
+        let mut response = (status, Json(ErrorBody { error: message })).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody {
+    error: String,
+}
+
+/// Authenticates a call and returns the caller's role: a bearer API key if an Authorization header
+/// is present (and then only that), otherwise the session cookie.
+async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Role, ApiError> {
+    let now = now_ms();
+    if let Some(value) = headers.get(header::AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| {
+                t.strip_prefix(auth::API_KEY_PREFIX)
+                    .is_some_and(auth::is_token_shaped)
+            })
+            .ok_or(ApiError::Unauthenticated)?;
+        let key = state
+            .store
+            .use_api_key(&auth::sha256_hex(token), now)
+            .await?;
+        let Some(key) = key else {
+            debug!("api call with unknown or revoked key");
+            return Err(ApiError::Unauthenticated);
+        };
+        return Ok(key.role);
+    }
+    match session::current(state, headers, now).await? {
+        Some((user, _)) => Ok(user.role),
+        None => Err(ApiError::Unauthenticated),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AlertParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+    status: Option<String>,
+    product: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ObservationParams {
+    limit: Option<String>,
+    cursor: Option<String>,
+    agent_id: Option<String>,
+    product: Option<String>,
+}
+
+fn limit(text: Option<&str>) -> Result<u32, ApiError> {
+    let Some(text) = text else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    text.parse::<u32>()
+        .ok()
+        .filter(|n| (1..=MAX_PAGE).contains(n))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!("limit must be an integer from 1 to {MAX_PAGE}"))
+        })
+}
+
+fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError> {
+    text.map(|t| {
+        t.parse()
+            .map_err(|_| ApiError::BadRequest("cursor is not valid".to_owned()))
+    })
+    .transpose()
+}
+
+fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
+    match text {
+        Some(p) if p.is_empty() || p.len() > MAX_PRODUCT => Err(ApiError::BadRequest(format!(
+            "product must be 1 to {MAX_PRODUCT} bytes"
+        ))),
+        other => Ok(other),
+    }
+}
+
+fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    params
+        .map(|Query(params)| params)
+        .map_err(|_| ApiError::BadRequest("query parameters are not valid".to_owned()))
+}
+
+/// `GET /api/v1/alerts?limit=&cursor=&status=&product=`
+pub(super) async fn alerts(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<AlertParams>, QueryRejection>,
+) -> Result<Json<AlertList>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let params = query(params)?;
+    let status = match params.status {
+        Some(s) if !STATUSES.contains(&s.as_str()) => {
+            return Err(ApiError::BadRequest(format!(
+                "status must be one of {}",
+                STATUSES.join(", ")
+            )));
+        }
+        other => other,
+    };
+    let request = AlertQuery {
+        limit: limit(params.limit.as_deref())?,
+        after: cursor(params.cursor.as_deref())?,
+        status,
+        product: product(params.product)?,
+    };
+    let page = state.store.list_alerts(&request).await?;
+    Ok(Json(AlertList {
+        alerts: page.items.iter().map(AlertJson::new).collect(),
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+/// `GET /api/v1/observations?limit=&cursor=&agent_id=&product=`
+pub(super) async fn observations(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<ObservationParams>, QueryRejection>,
+) -> Result<Json<ObservationList>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let params = query(params)?;
+    let agent_id = params
+        .agent_id
+        .as_deref()
+        .map(|id| {
+            Uuid::try_parse(id)
+                .map_err(|_| ApiError::BadRequest("agent_id must be a UUID".to_owned()))
+        })
+        .transpose()?;
+    let request = ObservationQuery {
+        limit: limit(params.limit.as_deref())?,
+        after: cursor(params.cursor.as_deref())?,
+        agent_id,
+        product: product(params.product)?,
+    };
+    let page = state.store.list_observations(&request).await?;
+    Ok(Json(ObservationList {
+        observations: page.items.iter().map(ObservationJson::new).collect(),
+        next_cursor: page.next.map(|c| c.to_string()),
+    }))
+}
+
+#[derive(Serialize)]
+pub(super) struct AlertList {
+    alerts: Vec<AlertJson>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct AlertJson {
+    id: Uuid,
+    agent_id: Uuid,
+    host: String,
+    group: String,
+    user: String,
+    product: String,
+    vendor: String,
+    category: String,
+    reason: String,
+    severity: String,
+    status: String,
+    title: String,
+    rule: String,
+    process: AlertProcessJson,
+    first_seen: Option<String>,
+    last_seen: Option<String>,
+    count: i64,
+    first_observation_id: Uuid,
+    last_observation_id: Uuid,
+}
+
+#[derive(Serialize)]
+struct AlertProcessJson {
+    pid: Option<u32>,
+    name: String,
+    exe: String,
+    cmdline: String,
+}
+
+impl AlertJson {
+    fn new(alert: &Alert) -> Self {
+        let process = alert.process.as_ref();
+        AlertJson {
+            id: alert.id,
+            agent_id: alert.agent_id,
+            host: alert.hostname.clone(),
+            group: alert.group.clone(),
+            user: alert.user_name.clone(),
+            product: alert.product.clone(),
+            vendor: alert.vendor.clone(),
+            category: alert.category.clone(),
+            reason: alert.reason.clone(),
+            severity: alert.severity.clone(),
+            status: alert.status.clone(),
+            title: alert.title.clone(),
+            rule: alert.rule.clone(),
+            process: AlertProcessJson {
+                pid: process.map(|p| p.pid),
+                name: process.map(|p| p.name.clone()).unwrap_or_default(),
+                exe: process.map(|p| p.exe.clone()).unwrap_or_default(),
+                cmdline: process.map(|p| p.cmdline.clone()).unwrap_or_default(),
+            },
+            first_seen: view::rfc3339_ms(alert.first_seen_ms),
+            last_seen: view::rfc3339_ms(alert.last_seen_ms),
+            count: alert.count,
+            first_observation_id: alert.first_observation_id,
+            last_observation_id: alert.last_observation_id,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct ObservationList {
+    observations: Vec<ObservationJson>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ObservationJson {
+    id: Uuid,
+    agent_id: Uuid,
+    host: String,
+    observed_at: Option<String>,
+    received_at: Option<String>,
+    signal: &'static str,
+    name: String,
+    product: String,
+    vendor: String,
+    category: String,
+    rule: String,
+    reason: String,
+    risk: Vec<String>,
+    confidence: String,
+    plan: Option<String>,
+    count: u32,
+    process: Option<ObservationProcessJson>,
+    details: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct ObservationProcessJson {
+    pid: u32,
+    parent_pid: u32,
+    name: String,
+    exe: String,
+    cmdline: String,
+    user: String,
+}
+
+impl ObservationJson {
+    fn new(o: &StoredObservation) -> Self {
+        ObservationJson {
+            id: o.id,
+            agent_id: o.agent_id,
+            host: o.hostname.clone(),
+            observed_at: view::rfc3339_ms(o.observed_at_ms),
+            received_at: view::rfc3339_ms(o.received_at_ms),
+            signal: o.signal.as_str(),
+            name: o.name.clone(),
+            product: o.product.clone(),
+            vendor: o.vendor.clone(),
+            category: o.category.clone(),
+            rule: o.rule.clone(),
+            reason: o.reason.clone(),
+            risk: o.risk.clone(),
+            confidence: o.confidence.clone(),
+            plan: o.plan.clone(),
+            count: o.count,
+            process: o.process.as_ref().map(|p| ObservationProcessJson {
+                pid: p.pid,
+                parent_pid: p.parent_pid,
+                name: p.name.clone(),
+                exe: p.exe.clone(),
+                cmdline: p.cmdline.clone(),
+                user: p.user.clone(),
+            }),
+            details: o.details.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(limit(Some("1")).unwrap(), 1);
+        assert_eq!(limit(Some("1000")).unwrap(), 1000);
+        for bad in ["0", "1001", "-1", "", "ten", "1e3", " 5"] {
+            assert!(limit(Some(bad)).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

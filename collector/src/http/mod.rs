@@ -1,0 +1,141 @@
+//! The dashboard and the JSON API (axum).
+//!
+//! Architecture invariants:
+//! - Every page is rendered by askama with HTML auto-escaping; no handler writes markup by hand.
+//!   Strings from endpoints are shown through `view::visible`, which also makes control and
+//!   bidirectional-override characters visible instead of letting them reorder the page.
+//! - No inline scripts or styles: the Content-Security-Policy below forbids them, and the only
+//!   stylesheet is embedded from `dashboards/static/` and served from `/static/app.css`.
+//! - Dashboard pages need a session cookie; API calls need a bearer API key or that cookie. Every
+//!   state-changing form carries a CSRF token (double-submit cookie before login, the session's
+//!   token after).
+//! - Errors map to HTTP once, here; internal details are logged, never sent.
+//! - Handlers are the shell: they read the clock and pass `now_ms` to the store.
+
+mod api;
+mod dashboard;
+mod session;
+mod view;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use time::OffsetDateTime;
+
+use crate::store::Store;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "shadowai_session";
+/// Name of the login form's double-submit CSRF cookie.
+pub const CSRF_COOKIE: &str = "shadowai_csrf";
+
+/// Largest request body any route accepts (forms only; the API is read-only).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+const STYLESHEET: &str = include_str!("../../../dashboards/static/app.css");
+
+/// Settings of the HTTP face.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Mark cookies `Secure` (set when the dashboard is served over HTTPS, directly or by a proxy).
+    pub secure_cookies: bool,
+}
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct HttpState {
+    store: Store,
+    config: HttpConfig,
+}
+
+impl HttpState {
+    pub fn new(store: Store, config: HttpConfig) -> Self {
+        Self { store, config }
+    }
+}
+
+/// The dashboard, the JSON API, health checks and static assets.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/", get(dashboard::alerts))
+        .route("/login", get(session::login_form).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/observations", get(api::observations))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/static/app.css", get(stylesheet))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ready").into_response(),
+        Err(error) => {
+            tracing::warn!(error = %error, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    if uri.path().starts_with("/api/") {
+        api::ApiError::NotFound.into_response()
+    } else {
+        view::message_page(
+            StatusCode::NOT_FOUND,
+            "Not found",
+            "There is no page at this address.",
+        )
+    }
+}
+
+/// Headers every response carries. Pages and API answers are never cached (they hold evidence).
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The wall clock in Unix milliseconds (handlers are the shell; the store takes time as input).
+fn now_ms() -> i64 {
+    i64::try_from(OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
+}

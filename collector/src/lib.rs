@@ -1,0 +1,16 @@
+//! The shadowai collector.
+//!
+//! `ingest` is the gRPC face agents talk to (identity from the mTLS certificate, limits, idempotent
+//! batches); `store` is the evidence database (SQLite or PostgreSQL); `http` serves the dashboard and
+//! the JSON API; `identity` is the private CA that issues agent certificates.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod ingest;
+pub mod quickstart;
+pub mod server;
+pub mod store;
+pub mod tokens;

@@ -1,0 +1,752 @@
+//! The dashboard and JSON API, driven through the router without a socket (`oneshot`), on a
+//! SQLite store in a temporary directory.
+
+// A test crate: a failed unwrap is a failed test, like in `#[test]` functions.
+#![allow(clippy::unwrap_used)]
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode, header};
+use serde_json::{Value, json};
+use shadowai_collector::auth;
+use shadowai_collector::http::{HttpConfig, HttpState, router};
+use shadowai_collector::store::{
+    EnrollAgent, NewEnrollmentToken, NewObservation, ObservedProcess, Role, Signal, Store,
+};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const PASSWORD: &str = "correct horse battery staple";
+const HOSTILE_NAME: &str = "<script>alert(1)</script>";
+const HOSTILE_CMDLINE: &str =
+    "ollama serve \"><img src=x onerror=alert(2)> '; DROP TABLE observations;-- \u{1b}[2J";
+const HOSTILE_HOST: &str = "host<b>&amp;\"'";
+
+struct App {
+    router: Router,
+    store: Store,
+    api_key: String,
+    agent_id: Uuid,
+    _dir: tempfile::TempDir,
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap()
+}
+
+async fn app_with(config: HttpConfig) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("c.db").display()))
+        .await
+        .unwrap();
+    let now = now_ms();
+    store
+        .create_user(
+            "alice",
+            Role::Responder,
+            &auth::hash_password(PASSWORD).unwrap(),
+            now,
+        )
+        .await
+        .unwrap();
+    let (api_key, digest) = auth::new_api_key();
+    store
+        .create_api_key("ci", Role::Viewer, &digest, now)
+        .await
+        .unwrap();
+
+    store
+        .create_enrollment_token(&NewEnrollmentToken {
+            token_id: "tok".into(),
+            secret_sha256: "secret".into(),
+            group: "laptops".into(),
+            expires_at_ms: None,
+            max_uses: None,
+            created_at_ms: now,
+            created_by: "test".into(),
+        })
+        .await
+        .unwrap();
+    let agent_id = Uuid::now_v7();
+    store
+        .enroll_agent(&EnrollAgent {
+            token_id: "tok".into(),
+            secret_sha256: "secret".into(),
+            agent_id,
+            cert_fingerprint: "fp".into(),
+            cert_expires_at_ms: now + 1_000_000,
+            hostname: HOSTILE_HOST.into(),
+            os: "linux".into(),
+            os_version: "6.1".into(),
+            arch: "x86_64".into(),
+            agent_version: "0.1.0".into(),
+            remote_addr: "192.0.2.1".into(),
+            now_ms: now,
+        })
+        .await
+        .unwrap();
+    let observation = NewObservation {
+        id: Uuid::now_v7(),
+        observed_at_ms: 1_738_311_300_123,
+        signal: Signal::Process,
+        name: HOSTILE_NAME.into(),
+        product: "ollama.ollama".into(),
+        vendor: "Ollama".into(),
+        category: "local_model_runtime".into(),
+        rule: "data/ollama.toml#ollama.ollama/process[0]".into(),
+        reason: "process name is ollama and arguments contain serve".into(),
+        risk: vec!["exposed".into()],
+        confidence: "high".into(),
+        plan: None,
+        catalog_version: "2025.06.1".into(),
+        count: 1,
+        process: Some(ObservedProcess {
+            pid: 4242,
+            parent_pid: 1,
+            name: HOSTILE_NAME.into(),
+            exe: "/opt/<i>ollama</i>".into(),
+            cmdline: HOSTILE_CMDLINE.into(),
+            user: "bob&co".into(),
+        }),
+        details: json!({"event": "started", "note": HOSTILE_NAME}),
+        evidence: vec![1, 2, 3],
+    };
+    store
+        .insert_observations(agent_id, &[observation], now)
+        .await
+        .unwrap();
+    App {
+        router: router(HttpState::new(store.clone(), config)),
+        store,
+        api_key,
+        agent_id,
+        _dir: dir,
+    }
+}
+
+async fn app() -> App {
+    app_with(HttpConfig {
+        secure_cookies: false,
+    })
+    .await
+}
+
+impl App {
+    async fn send(&self, request: Request<Body>) -> Response<Body> {
+        self.router.clone().oneshot(request).await.unwrap()
+    }
+
+    async fn get(&self, uri: &str, headers: &[(&str, &str)]) -> Response<Body> {
+        let mut request = Request::get(uri);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Body::empty()).unwrap()).await
+    }
+
+    async fn post_form(&self, uri: &str, cookie: &str, form: &[(&str, &str)]) -> Response<Body> {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let request = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .header(header::COOKIE, cookie)
+            .body(Body::from(body))
+            .unwrap();
+        self.send(request).await
+    }
+
+    /// Logs in through the form; returns the `Cookie` header value of the session.
+    async fn login(&self) -> String {
+        let (csrf_cookie, csrf) = self.login_form().await;
+        let response = self
+            .post_form(
+                "/login",
+                &csrf_cookie,
+                &[
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("csrf", &csrf),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()[header::LOCATION], "/");
+        let session = set_cookie(&response, "shadowai_session").expect("session cookie");
+        cookie_pair(&session)
+    }
+
+    /// GET /login; returns the CSRF cookie (as a `Cookie` header value) and the form's hidden token.
+    async fn login_form(&self) -> (String, String) {
+        let response = self.get("/login", &[]).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let cookie = cookie_pair(&set_cookie(&response, "shadowai_csrf").expect("csrf cookie"));
+        let html = text(response).await;
+        let csrf = between(&html, "name=\"csrf\" value=\"", "\"")
+            .expect("csrf field")
+            .to_owned();
+        (cookie, csrf)
+    }
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn between<'t>(text: &'t str, start: &str, end: &str) -> Option<&'t str> {
+    let from = text.find(start)? + start.len();
+    let len = text[from..].find(end)?;
+    Some(&text[from..from + len])
+}
+
+fn set_cookie(response: &Response<Body>, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// "name=value" of a Set-Cookie header.
+fn cookie_pair(set_cookie: &str) -> String {
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn text(response: Response<Body>) -> String {
+    let bytes = axum::body::to_bytes(response.into_body(), 10 * 1024 * 1024)
+        .await
+        .unwrap();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+async fn json_body(response: Response<Body>) -> Value {
+    let is_json = response.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json");
+    assert!(is_json, "{:?}", response.headers());
+    serde_json::from_str(&text(response).await).unwrap()
+}
+
+fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+#[tokio::test]
+async fn api_refuses_calls_without_valid_credentials() {
+    let app = app().await;
+    let (unknown_key, _) = auth::new_api_key();
+    let cases: [&[(&str, &str)]; 5] = [
+        &[],
+        &[("authorization", &bearer(&unknown_key))],
+        &[("authorization", "Bearer sak_short")],
+        &[("authorization", "Basic YWxpY2U6cGFzc3dvcmQ=")],
+        &[(
+            "cookie",
+            "shadowai_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )],
+    ];
+    for uri in ["/api/v1/alerts", "/api/v1/observations"] {
+        for headers in cases {
+            let response = app.get(uri, headers).await;
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{uri} {headers:?}"
+            );
+            assert_eq!(
+                json_body(response).await,
+                json!({"error": "unauthenticated"})
+            );
+        }
+    }
+    // A revoked key stops working.
+    let (key, digest) = auth::new_api_key();
+    let id = app
+        .store
+        .create_api_key("temp", Role::Admin, &digest, now_ms())
+        .await
+        .unwrap();
+    assert_eq!(
+        app.get("/api/v1/alerts", &[("authorization", &bearer(&key))])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    app.store.revoke_api_key(id, now_ms()).await.unwrap();
+    assert_eq!(
+        app.get("/api/v1/alerts", &[("authorization", &bearer(&key))])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn api_key_lists_alerts_with_host_process_and_times() {
+    let app = app().await;
+    let response = app
+        .get(
+            "/api/v1/alerts",
+            &[("authorization", &bearer(&app.api_key))],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    assert_eq!(body["next_cursor"], Value::Null);
+    let alerts = body["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1);
+    let alert = &alerts[0];
+    assert_eq!(alert["agent_id"], app.agent_id.to_string());
+    assert_eq!(alert["host"], HOSTILE_HOST);
+    assert_eq!(alert["group"], "laptops");
+    assert_eq!(alert["user"], "bob&co");
+    assert_eq!(alert["product"], "ollama.ollama");
+    assert_eq!(alert["vendor"], "Ollama");
+    assert_eq!(alert["category"], "local_model_runtime");
+    assert_eq!(alert["reason"], "new_product");
+    assert_eq!(alert["severity"], "high");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(
+        alert["title"],
+        "New AI product on host: Ollama ollama.ollama"
+    );
+    assert_eq!(alert["rule"], "data/ollama.toml#ollama.ollama/process[0]");
+    assert_eq!(
+        alert["process"],
+        json!({"pid": 4242, "name": HOSTILE_NAME, "exe": "/opt/<i>ollama</i>", "cmdline": HOSTILE_CMDLINE})
+    );
+    assert_eq!(alert["first_seen"], "2025-01-31T08:15:00.123Z");
+    assert_eq!(alert["last_seen"], "2025-01-31T08:15:00.123Z");
+    assert_eq!(alert["count"], 1);
+    assert_eq!(alert["first_observation_id"], alert["last_observation_id"]);
+    assert!(Uuid::try_parse(alert["id"].as_str().unwrap()).is_ok());
+}
+
+#[tokio::test]
+async fn api_lists_observations_verbatim() {
+    let app = app().await;
+    let response = app
+        .get(
+            "/api/v1/observations?limit=10",
+            &[("authorization", &bearer(&app.api_key))],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    let observation = &body["observations"][0];
+    assert_eq!(observation["host"], HOSTILE_HOST);
+    assert_eq!(observation["signal"], "process");
+    assert_eq!(observation["name"], HOSTILE_NAME);
+    assert_eq!(observation["observed_at"], "2025-01-31T08:15:00.123Z");
+    assert!(observation["received_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(observation["risk"], json!(["exposed"]));
+    assert_eq!(observation["confidence"], "high");
+    assert_eq!(observation["plan"], Value::Null);
+    assert_eq!(observation["count"], 1);
+    assert_eq!(
+        observation["process"],
+        json!({"pid": 4242, "parent_pid": 1, "name": HOSTILE_NAME, "exe": "/opt/<i>ollama</i>", "cmdline": HOSTILE_CMDLINE, "user": "bob&co"})
+    );
+    assert_eq!(
+        observation["details"],
+        json!({"event": "started", "note": HOSTILE_NAME})
+    );
+    // Filters.
+    let by_agent = format!(
+        "/api/v1/observations?agent_id={}&product=ollama.ollama",
+        app.agent_id
+    );
+    let body = json_body(
+        app.get(&by_agent, &[("authorization", &bearer(&app.api_key))])
+            .await,
+    )
+    .await;
+    assert_eq!(body["observations"].as_array().unwrap().len(), 1);
+    let other = format!("/api/v1/observations?agent_id={}", Uuid::now_v7());
+    let body = json_body(
+        app.get(&other, &[("authorization", &bearer(&app.api_key))])
+            .await,
+    )
+    .await;
+    assert_eq!(body, json!({"observations": [], "next_cursor": null}));
+}
+
+#[tokio::test]
+async fn api_pages_with_a_cursor() {
+    let app = app().await;
+    let auth = bearer(&app.api_key);
+    // A second product on the same host: a second alert.
+    let second = NewObservation {
+        id: Uuid::now_v7(),
+        observed_at_ms: 1_738_311_400_000,
+        signal: Signal::Dns,
+        name: "api.openai.com".into(),
+        product: "openai.api".into(),
+        vendor: "OpenAI".into(),
+        category: "llm_api".into(),
+        rule: "data/openai.toml#openai.api/domain[0]".into(),
+        reason: "domain".into(),
+        risk: vec![],
+        confidence: "high".into(),
+        plan: None,
+        catalog_version: "1".into(),
+        count: 1,
+        process: None,
+        details: json!({}),
+        evidence: vec![],
+    };
+    app.store
+        .insert_observations(app.agent_id, &[second], now_ms())
+        .await
+        .unwrap();
+
+    let first_page = json_body(
+        app.get("/api/v1/alerts?limit=1", &[("authorization", &auth)])
+            .await,
+    )
+    .await;
+    assert_eq!(
+        first_page["alerts"][0]["product"], "openai.api",
+        "newest last_seen first"
+    );
+    assert_eq!(first_page["alerts"][0]["process"]["pid"], Value::Null);
+    let cursor = first_page["next_cursor"]
+        .as_str()
+        .expect("a next page")
+        .to_owned();
+    let second_page = json_body(
+        app.get(
+            &format!("/api/v1/alerts?limit=1&cursor={cursor}"),
+            &[("authorization", &auth)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(second_page["alerts"][0]["product"], "ollama.ollama");
+    assert_eq!(second_page["next_cursor"], Value::Null);
+
+    let filtered = json_body(
+        app.get(
+            "/api/v1/alerts?status=open&product=openai.api",
+            &[("authorization", &auth)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(filtered["alerts"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn api_refuses_bad_parameters_with_a_json_error() {
+    let app = app().await;
+    let auth = bearer(&app.api_key);
+    for uri in [
+        "/api/v1/alerts?limit=0",
+        "/api/v1/alerts?limit=1001",
+        "/api/v1/alerts?limit=abc",
+        "/api/v1/alerts?cursor=nonsense",
+        "/api/v1/alerts?status=%3Cscript%3E",
+        "/api/v1/alerts?limit=1&limit=2",
+        "/api/v1/observations?agent_id=not-a-uuid",
+        "/api/v1/observations?cursor=1_zz",
+        &format!("/api/v1/observations?product={}", "p".repeat(129)),
+    ] {
+        let response = app.get(uri, &[("authorization", &auth)]).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+        let body = json_body(response).await;
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{uri}: {body}"
+        );
+    }
+    let response = app
+        .get("/api/v1/nothing", &[("authorization", &auth)])
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json_body(response).await, json!({"error": "not found"}));
+}
+
+#[tokio::test]
+async fn dashboard_without_a_session_redirects_to_login() {
+    let app = app().await;
+    for headers in [&[][..], &[("cookie", "shadowai_session=forged")][..]] {
+        let response = app.get("/", headers).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        assert_eq!(response.headers()[header::LOCATION], "/login");
+    }
+}
+
+#[tokio::test]
+async fn login_with_csrf_opens_the_dashboard_and_logout_closes_it() {
+    let app = app().await;
+    let response = app.get("/login", &[]).await;
+    let csrf_cookie = set_cookie(&response, "shadowai_csrf").unwrap();
+    assert!(
+        csrf_cookie.contains("HttpOnly") && csrf_cookie.contains("SameSite=Strict"),
+        "{csrf_cookie}"
+    );
+
+    let (csrf_cookie, csrf) = app.login_form().await;
+    let response = app
+        .post_form(
+            "/login",
+            &csrf_cookie,
+            &[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/");
+    let session = set_cookie(&response, "shadowai_session").unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(
+            session.split("; ").any(|a| a == attribute),
+            "{attribute} missing: {session}"
+        );
+    }
+    assert!(!session.contains("Secure"), "not configured: {session}");
+    let cookie = cookie_pair(&session);
+
+    let response = app.get("/", &[("cookie", &cookie)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let html = text(response).await;
+    assert!(html.contains("ollama.ollama"));
+    assert!(html.contains("pid 4242"));
+    assert!(html.contains("data/ollama.toml#ollama.ollama/process[0]"));
+    assert!(html.contains("2025-01-31T08:15:00Z"));
+    assert!(html.contains("bob&amp;co"));
+    // The session cookie also opens the API.
+    assert_eq!(
+        app.get("/api/v1/alerts", &[("cookie", &cookie)])
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    // A logged-in user asking for the login page goes to the dashboard.
+    assert_eq!(
+        app.get("/login", &[("cookie", &cookie)]).await.headers()[header::LOCATION],
+        "/"
+    );
+
+    // Logout needs the session's CSRF token, which the dashboard's form carries.
+    let logout_csrf = between(&html, "name=\"csrf\" value=\"", "\"")
+        .unwrap()
+        .to_owned();
+    let refused = app
+        .post_form("/logout", &cookie, &[("csrf", "wrong")])
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/", &[("cookie", &cookie)]).await.status(),
+        StatusCode::OK,
+        "still logged in"
+    );
+    let response = app
+        .post_form("/logout", &cookie, &[("csrf", &logout_csrf)])
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[header::LOCATION], "/login");
+    assert!(
+        set_cookie(&response, "shadowai_session")
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    assert_eq!(
+        app.get("/", &[("cookie", &cookie)]).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(
+        app.get("/api/v1/alerts", &[("cookie", &cookie)])
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn login_with_a_wrong_or_missing_csrf_token_is_refused() {
+    let app = app().await;
+    let (csrf_cookie, csrf) = app.login_form().await;
+    let other = auth::random_token();
+    let cases: [(&str, &str); 4] = [
+        (csrf_cookie.as_str(), other.as_str()),
+        (csrf_cookie.as_str(), ""),
+        ("", csrf.as_str()),
+        ("shadowai_csrf=", ""),
+    ];
+    for (cookie, form_csrf) in cases {
+        let response = app
+            .post_form(
+                "/login",
+                cookie,
+                &[
+                    ("username", "alice"),
+                    ("password", PASSWORD),
+                    ("csrf", form_csrf),
+                ],
+            )
+            .await;
+        assert_eq!(
+            response.status(),
+            StatusCode::FORBIDDEN,
+            "cookie {cookie:?} form {form_csrf:?}"
+        );
+        assert!(set_cookie(&response, "shadowai_session").is_none());
+    }
+}
+
+#[tokio::test]
+async fn wrong_logins_get_the_same_generic_answer() {
+    let app = app().await;
+    let (cookie, csrf) = app.login_form().await;
+    let mut bodies = Vec::new();
+    for (user, password) in [
+        ("alice", "wrong password"),
+        ("mallory", PASSWORD),
+        ("alice", ""),
+        (&*"a".repeat(5000), "x"),
+    ] {
+        let response = app
+            .post_form(
+                "/login",
+                &cookie,
+                &[("username", user), ("password", password), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(set_cookie(&response, "shadowai_session").is_none());
+        bodies.push(text(response).await);
+    }
+    assert!(bodies[0].contains("Wrong user name or password."));
+    assert!(
+        bodies.iter().all(|b| b == &bodies[0]),
+        "answers differ between known and unknown users"
+    );
+}
+
+#[tokio::test]
+async fn hostile_strings_are_escaped_in_the_dashboard() {
+    let app = app().await;
+    let cookie = app.login().await;
+    let html = text(app.get("/", &[("cookie", &cookie)]).await).await;
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "name not escaped: {html}"
+    );
+    assert!(!html.contains(HOSTILE_NAME));
+    assert!(!html.contains("<img"));
+    assert!(!html.contains("<i>ollama"));
+    assert!(!html.contains("host<b>"));
+    assert!(
+        html.contains("host&lt;b&gt;&amp;amp;&quot;&#39;"),
+        "host not escaped"
+    );
+    // The command line is cut in the cell and complete (escaped) in the tooltip; the terminal escape
+    // is shown, not sent raw.
+    assert!(!html.contains('\u{1b}'));
+    assert!(html.contains("\\u{1b}[2J"));
+    assert!(html.contains(
+        "title=\"ollama serve &quot;&gt;&lt;img src=x onerror=alert(2)&gt; &#39;; DROP TABLE"
+    ));
+    // No script anywhere and no inline style.
+    assert!(!html.contains("<script"));
+    assert!(!html.contains("style="));
+}
+
+#[tokio::test]
+async fn security_headers_are_on_every_response() {
+    let app = app().await;
+    let cookie = app.login().await;
+    let key = bearer(&app.api_key);
+    let responses = [
+        app.get("/", &[("cookie", &cookie)]).await,
+        app.get("/", &[]).await,
+        app.get("/login", &[]).await,
+        app.get("/api/v1/alerts", &[("authorization", &key)]).await,
+        app.get("/api/v1/alerts", &[]).await,
+        app.get("/healthz", &[]).await,
+        app.get("/static/app.css", &[]).await,
+        app.get("/no-such-page", &[]).await,
+    ];
+    for response in responses {
+        let headers = response.headers();
+        assert_eq!(
+            headers["content-security-policy"],
+            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+        );
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+        assert_eq!(headers["referrer-policy"], "no-referrer");
+    }
+    let page = app.get("/", &[("cookie", &cookie)]).await;
+    assert_eq!(page.headers()[header::CACHE_CONTROL], "no-store");
+}
+
+#[tokio::test]
+async fn secure_cookies_when_configured() {
+    let app = app_with(HttpConfig {
+        secure_cookies: true,
+    })
+    .await;
+    let response = app.get("/login", &[]).await;
+    assert!(
+        set_cookie(&response, "shadowai_csrf")
+            .unwrap()
+            .split("; ")
+            .any(|a| a == "Secure")
+    );
+    let (csrf_cookie, csrf) = app.login_form().await;
+    let response = app
+        .post_form(
+            "/login",
+            &csrf_cookie,
+            &[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    assert!(
+        set_cookie(&response, "shadowai_session")
+            .unwrap()
+            .split("; ")
+            .any(|a| a == "Secure")
+    );
+}
+
+#[tokio::test]
+async fn health_readiness_and_stylesheet() {
+    let app = app().await;
+    let response = app.get("/healthz", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(text(response).await, "ok");
+    assert_eq!(app.get("/readyz", &[]).await.status(), StatusCode::OK);
+    let css = app.get("/static/app.css", &[]).await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert!(
+        css.headers()[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    assert!(text(css).await.contains("table"));
+    app.store.close().await;
+    assert_eq!(
+        app.get("/readyz", &[]).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+}
