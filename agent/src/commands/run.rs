@@ -1,0 +1,627 @@
+//! `shadowai-agent run`: the daemon.
+//!
+//! Threads: the process sensor scans on its own OS thread (sysinfo blocks), puts detections into the
+//! spool and wakes the transport; the transport runs on a single-threaded tokio runtime and owns the
+//! connection to the collector: heartbeat on connect and every interval, reports whenever the spool
+//! has something, retries with exponential backoff and full jitter (capped) after any failure.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use rand::Rng;
+use shadowai_catalog::Catalog;
+use shadowai_proto::v1;
+use tokio::sync::Notify;
+use tonic::Code;
+use tracing::{debug, info, warn};
+
+use super::CommandError;
+use crate::config::{Config, default_config_path};
+use crate::identity::{self, Identity};
+use crate::process::ProcessSensor;
+use crate::spool::Spool;
+use crate::status::{AgentState, StatusFile};
+use crate::transport;
+
+/// Arguments of `run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Configuration file (default: /etc/shadowai/agent.toml or the OS's equivalent).
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Only validate the configuration: exit 0 when valid, 2 with what to fix.
+    #[arg(long)]
+    pub check: bool,
+    /// Also print each detection as a JSON line on standard output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Longest wait between two attempts to reach the collector.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// First retry delay.
+const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Time given to in-flight work after SIGTERM.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Loads the configuration named on the command line, or the OS default (or built-in defaults when
+/// no file exists there). Problems are usage errors (exit 2).
+pub fn load_config(path: Option<&PathBuf>) -> Result<(Config, Option<PathBuf>), CommandError> {
+    let (path, required) = match path {
+        Some(path) => (path.clone(), true),
+        None => (default_config_path(), false),
+    };
+    if !required && !path.exists() {
+        return Ok((Config::default(), None));
+    }
+    let config = Config::load(&path).map_err(|e| CommandError::Usage(e.to_string()))?;
+    Ok((config, Some(path)))
+}
+
+/// Runs `run`.
+pub fn run(args: RunArgs) -> Result<(), CommandError> {
+    super::init_logging();
+    let (config, path) = load_config(args.config.as_ref())?;
+    if args.check {
+        let shown = path.map_or_else(
+            || "built-in defaults".to_owned(),
+            |p| p.display().to_string(),
+        );
+        println!("configuration ok: {shown}");
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
+    runtime.block_on(daemon(config, args.json))
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in [0, min(cap, base·2ⁿ)].
+#[derive(Debug)]
+pub struct Backoff {
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A fresh backoff.
+    pub fn new() -> Self {
+        Self { attempt: 0 }
+    }
+
+    /// The next delay.
+    pub fn next_delay(&mut self) -> Duration {
+        let ceiling = BACKOFF_BASE
+            .saturating_mul(1u32 << self.attempt.min(16))
+            .min(BACKOFF_CAP);
+        self.attempt = self.attempt.saturating_add(1);
+        Duration::from_millis(rand::rng().random_range(0..=ceiling.as_millis() as u64))
+    }
+
+    /// Called after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+struct Shared {
+    spool: Mutex<Spool>,
+    wake: Notify,
+    sensors: Mutex<Vec<v1::SensorHealth>>,
+    blind_spots: Mutex<Vec<v1::BlindSpot>>,
+    catalog_version: Mutex<String>,
+    started: Instant,
+}
+
+impl Shared {
+    fn lock_spool(&self) -> std::sync::MutexGuard<'_, Spool> {
+        self.spool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
+    let Some(collector) = config.collector.clone() else {
+        return Err(CommandError::Usage(
+            "no collector configured: set `collector = \"https://HOST:PORT\"` in the configuration file"
+                .into(),
+        ));
+    };
+    let mut identity =
+        match Identity::load(&config.state_dir).context("cannot load the agent identity")? {
+            Some(identity) => identity,
+            None => enroll_from_token_file(&config, &collector).await?,
+        };
+    // The configured address wins over the one used at enrollment: a collector may move (new
+    // port, new name) while the CA and the agent's identity stay the same.
+    identity.collector = collector;
+    info!(agent_id = %identity.file.agent_id, "agent starting");
+    let catalog = Arc::new(Catalog::embedded().context("the built-in catalog is invalid")?);
+    let shared = Arc::new(Shared {
+        spool: Mutex::new(Spool::new(config.spool_max_observations)),
+        wake: Notify::new(),
+        sensors: Mutex::new(Vec::new()),
+        blind_spots: Mutex::new(Vec::new()),
+        catalog_version: Mutex::new(catalog.version().to_owned()),
+        started: Instant::now(),
+    });
+    let status = StatusFile::new(&config.state_dir, &identity);
+
+    let (stop_sender, stop_receiver) = mpsc::channel::<()>();
+    let (catalog_sender, catalog_receiver) = mpsc::channel::<Arc<Catalog>>();
+    let sensor_thread = if config.process_enabled {
+        let shared = shared.clone();
+        let interval = config.process_interval;
+        Some(
+            std::thread::Builder::new()
+                .name("process-sensor".into())
+                .spawn(move || {
+                    process_sensor_loop(
+                        catalog,
+                        interval,
+                        json,
+                        &shared,
+                        &stop_receiver,
+                        &catalog_receiver,
+                    )
+                })
+                .context("cannot start the process sensor")?,
+        )
+    } else {
+        shared
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(v1::SensorHealth {
+                sensor: "process".into(),
+                state: v1::SensorState::Disabled as i32,
+                detail: "disabled by configuration".into(),
+            });
+        None
+    };
+
+    let transport = transport_loop(&config, &identity, &shared, &status, &catalog_sender);
+    tokio::select! {
+        () = transport => {}
+        () = shutdown_signal() => info!("shutting down"),
+    }
+    let _ = stop_sender.send(());
+    // Give in-flight detections one last chance to be delivered.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, flush_once(&config, &identity, &shared)).await;
+    if let Some(thread) = sensor_thread {
+        let _ = thread.join();
+    }
+    status.write(&shared_snapshot(&shared), AgentState::Stopped, None);
+    Ok(())
+}
+
+async fn enroll_from_token_file(
+    config: &Config,
+    collector: &crate::config::CollectorUrl,
+) -> Result<Identity, CommandError> {
+    let Some(token_file) = &config.enrollment_token_file else {
+        return Err(CommandError::Usage(format!(
+            "not enrolled: run `shadowai-agent enroll --collector URL --token TOKEN` or set \
+             `enrollment_token_file` in the configuration (state directory {})",
+            config.state_dir.display()
+        )));
+    };
+    let token = std::fs::read_to_string(token_file).map_err(|e| {
+        CommandError::Usage(format!(
+            "cannot read enrollment token file {}: {e}",
+            token_file.display()
+        ))
+    })?;
+    let mut backoff = Backoff::new();
+    loop {
+        match identity::enroll(collector, &token, &config.state_dir, now_ms()).await {
+            Ok(identity) => return Ok(identity),
+            Err(
+                error @ (identity::IdentityError::BadToken | identity::IdentityError::Refused(_)),
+            ) => {
+                // Retrying a refused token would only hammer the collector.
+                return Err(CommandError::Runtime(anyhow::anyhow!(
+                    "enrollment failed: {error}"
+                )));
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "enrollment failed");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn process_sensor_loop(
+    catalog: Arc<Catalog>,
+    interval: Duration,
+    json: bool,
+    shared: &Shared,
+    stop: &mpsc::Receiver<()>,
+    catalogs: &mpsc::Receiver<Arc<Catalog>>,
+) {
+    let mut sensor = ProcessSensor::new(catalog);
+    loop {
+        while let Ok(newer) = catalogs.try_recv() {
+            sensor.set_catalog(newer);
+        }
+        let now = now_ms();
+        let detections = sensor.scan(now);
+        let (state, detail) = sensor.health();
+        *shared
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = vec![v1::SensorHealth {
+            sensor: "process".into(),
+            state: state as i32,
+            detail: detail.clone(),
+        }];
+        *shared
+            .blind_spots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = if state == v1::SensorState::Ok {
+            Vec::new()
+        } else {
+            vec![v1::BlindSpot {
+                kind: "process_partial".into(),
+                detail,
+                since_ms: now,
+            }]
+        };
+        if !detections.is_empty() {
+            let mut spool = shared.lock_spool();
+            for detection in &detections {
+                if json {
+                    println!("{}", detection.to_json_line());
+                }
+                spool.enqueue(detection.to_observation(), now);
+            }
+            drop(spool);
+            shared.wake.notify_one();
+        }
+        match stop.recv_timeout(interval) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Why a session with the collector ended.
+enum SessionEnd {
+    /// Try again after a backoff delay (at least `retry_after` when the collector said so).
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// The collector revoked this agent: stop sending.
+    Revoked,
+}
+
+async fn transport_loop(
+    config: &Config,
+    identity: &Identity,
+    shared: &Shared,
+    status: &StatusFile,
+    catalogs: &mpsc::Sender<Arc<Catalog>>,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        match session(config, identity, shared, status, catalogs, &mut backoff).await {
+            SessionEnd::Revoked => {
+                tracing::error!("the collector revoked this agent; nothing more will be sent");
+                status.write(&shared_snapshot(shared), AgentState::Revoked, None);
+                // Stay alive (a service manager would only restart us) but silent.
+                std::future::pending::<()>().await;
+            }
+            SessionEnd::Retry { error, retry_after } => {
+                let delay = backoff.next_delay().max(retry_after.unwrap_or_default());
+                warn!(error = %error, retry_in_ms = delay.as_millis() as u64, "collector unreachable");
+                status.write(
+                    &shared_snapshot(shared),
+                    AgentState::Unreachable,
+                    Some(&error),
+                );
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn retry_after(status: &tonic::Status) -> Option<Duration> {
+    let value = status.metadata().get("retry-after")?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(|seconds| Duration::from_secs(seconds.min(3600)))
+}
+
+fn end_of(status: tonic::Status) -> SessionEnd {
+    if status.code() == Code::PermissionDenied {
+        return SessionEnd::Revoked;
+    }
+    SessionEnd::Retry {
+        retry_after: retry_after(&status),
+        error: format!("{}: {}", status.code(), status.message()),
+    }
+}
+
+async fn session(
+    config: &Config,
+    identity: &Identity,
+    shared: &Shared,
+    status: &StatusFile,
+    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    backoff: &mut Backoff,
+) -> SessionEnd {
+    let mut client = match transport::connect(&identity.collector, identity.tls.clone()).await {
+        Ok(client) => client,
+        Err(error) => {
+            return SessionEnd::Retry {
+                error: error.to_string(),
+                retry_after: None,
+            };
+        }
+    };
+    let mut heartbeat_interval = config.heartbeat_interval;
+    let mut next_heartbeat = tokio::time::Instant::now();
+    loop {
+        if tokio::time::Instant::now() >= next_heartbeat {
+            match heartbeat(&mut client, shared, catalogs).await {
+                Ok(asked) => {
+                    backoff.reset();
+                    if let Some(asked) = asked {
+                        heartbeat_interval = asked;
+                    }
+                    status.write(&shared_snapshot(shared), AgentState::Connected, None);
+                }
+                Err(status) => return end_of(status),
+            }
+            next_heartbeat = tokio::time::Instant::now() + heartbeat_interval;
+        }
+        if let Err(status_error) = deliver(&mut client, config, shared).await {
+            return end_of(status_error);
+        }
+        status.write(&shared_snapshot(shared), AgentState::Connected, None);
+        tokio::select! {
+            () = shared.wake.notified() => {
+                // Let a burst of detections collect into one batch.
+                tokio::time::sleep(config.flush_interval).await;
+            }
+            () = tokio::time::sleep_until(next_heartbeat) => {}
+        }
+    }
+}
+
+/// Sends everything in the spool, batch by batch; commits what the collector acknowledged.
+async fn deliver(
+    client: &mut shadowai_proto::v1::agent_service_client::AgentServiceClient<
+        tonic::transport::Channel,
+    >,
+    config: &Config,
+    shared: &Shared,
+) -> Result<(), tonic::Status> {
+    loop {
+        let batch = shared.lock_spool().lease(config.batch_max_observations);
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let count = batch.len();
+        match client
+            .report(v1::ReportRequest {
+                observations: batch,
+            })
+            .await
+        {
+            Ok(response) => {
+                let committed = response.into_inner().committed_ids;
+                debug!(
+                    sent = count,
+                    committed = committed.len(),
+                    "report acknowledged"
+                );
+                shared.lock_spool().commit(&committed);
+                if committed.is_empty() {
+                    // Nothing acknowledged: do not spin on the same batch.
+                    return Err(tonic::Status::unavailable("collector acknowledged nothing"));
+                }
+            }
+            Err(status) if status.code() == Code::InvalidArgument => {
+                // The collector will never accept this batch; keeping it would retry forever.
+                warn!(error = %status.message(), dropped = count, "collector refused a batch");
+                shared.lock_spool().drop_leased("rejected_by_collector");
+            }
+            Err(status) => {
+                shared.lock_spool().release();
+                return Err(status);
+            }
+        }
+    }
+}
+
+async fn heartbeat(
+    client: &mut shadowai_proto::v1::agent_service_client::AgentServiceClient<
+        tonic::transport::Channel,
+    >,
+    shared: &Shared,
+    catalogs: &mpsc::Sender<Arc<Catalog>>,
+) -> Result<Option<Duration>, tonic::Status> {
+    let snapshot = shared_snapshot(shared);
+    let dropped = shared.lock_spool().take_dropped();
+    let request = v1::HeartbeatRequest {
+        host: Some(identity::host_facts()),
+        catalog_version: snapshot.catalog_version.clone(),
+        sensors: snapshot.sensors.clone(),
+        spool_depth: snapshot.spool_depth,
+        spool_oldest_age_ms: snapshot.spool_oldest_age_ms,
+        dropped: dropped.clone(),
+        blind_spots: snapshot.blind_spots.clone(),
+        uptime_seconds: shared.started.elapsed().as_secs(),
+        degraded: false,
+    };
+    let response = match client.heartbeat(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            shared.lock_spool().restore_dropped(dropped);
+            return Err(status);
+        }
+    };
+    if !response.catalog_version.is_empty() && response.catalog_version != snapshot.catalog_version
+    {
+        update_catalog(client, shared, catalogs, &snapshot.catalog_version).await;
+    }
+    let asked = response.heartbeat_interval_seconds;
+    Ok((asked > 0).then(|| Duration::from_secs(u64::from(asked).clamp(5, 3600))))
+}
+
+/// Fetches the collector's catalog and swaps it in only when it validates; otherwise keeps the
+/// current one (and says so in the log).
+async fn update_catalog(
+    client: &mut shadowai_proto::v1::agent_service_client::AgentServiceClient<
+        tonic::transport::Channel,
+    >,
+    shared: &Shared,
+    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    known_version: &str,
+) {
+    let response = match client
+        .fetch_catalog(v1::FetchCatalogRequest {
+            known_version: known_version.to_owned(),
+        })
+        .await
+    {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            warn!(error = %status.message(), "catalog fetch failed; keeping the current catalog");
+            return;
+        }
+    };
+    if response.content.is_empty() {
+        return;
+    }
+    let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&response.content));
+    if digest != response.sha256 {
+        warn!(version = %response.version, "catalog digest mismatch; keeping the current catalog");
+        return;
+    }
+    match Catalog::from_bundle(&response.content) {
+        Ok(catalog) => {
+            info!(version = %catalog.version(), "catalog updated");
+            *shared
+                .catalog_version
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = catalog.version().to_owned();
+            let _ = catalogs.send(Arc::new(catalog));
+        }
+        Err(error) => {
+            warn!(error = %error, "invalid catalog from collector; keeping the current one")
+        }
+    }
+}
+
+/// One best-effort delivery attempt, used at shutdown.
+async fn flush_once(config: &Config, identity: &Identity, shared: &Shared) {
+    if shared.lock_spool().depth() == 0 {
+        return;
+    }
+    if let Ok(mut client) = transport::connect(&identity.collector, identity.tls.clone()).await {
+        let _ = deliver(&mut client, config, shared).await;
+    }
+}
+
+/// What the status file and heartbeats report.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Catalog version in use.
+    pub catalog_version: String,
+    /// Sensor health.
+    pub sensors: Vec<v1::SensorHealth>,
+    /// Blind spots.
+    pub blind_spots: Vec<v1::BlindSpot>,
+    /// Spool depth.
+    pub spool_depth: u64,
+    /// Age of the oldest spooled observation.
+    pub spool_oldest_age_ms: u64,
+}
+
+fn shared_snapshot(shared: &Shared) -> Snapshot {
+    let spool = shared.lock_spool();
+    Snapshot {
+        catalog_version: shared
+            .catalog_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        sensors: shared
+            .sensors
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        blind_spots: shared
+            .blind_spots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        spool_depth: spool.depth() as u64,
+        spool_oldest_age_ms: spool.oldest_age_ms(now_ms()),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// The shell's clock, Unix ms.
+pub fn now_ms() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_stays_inside_its_envelope() {
+        let mut backoff = Backoff::new();
+        for attempt in 0..40u32 {
+            let ceiling = BACKOFF_BASE
+                .saturating_mul(1u32 << attempt.min(16))
+                .min(BACKOFF_CAP);
+            let delay = backoff.next_delay();
+            assert!(
+                delay <= ceiling,
+                "attempt {attempt}: {delay:?} > {ceiling:?}"
+            );
+        }
+        backoff.reset();
+        assert!(backoff.next_delay() <= BACKOFF_BASE);
+    }
+}

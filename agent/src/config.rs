@@ -1,0 +1,316 @@
+//! The agent's configuration file (TOML, unknown keys are errors), turned once into a validated
+//! [`Config`]. Only `main`/the commands read files and the environment; everything else gets a
+//! `Config`.
+//!
+//! ```toml
+//! collector = "https://collector.example.com:7443"   # where to report (required for `run`)
+//! state_dir = "/var/lib/shadowai"                     # identity and spool (default per OS)
+//! enrollment_token_file = "/etc/shadowai/enrollment-token"  # read at first start when not enrolled
+//!
+//! [process]
+//! enabled = true
+//! interval_seconds = 5          # 1..=3600
+//!
+//! [transport]
+//! batch_max_observations = 500  # 1..=1000
+//! flush_interval_ms = 2000      # 100..=60000
+//! heartbeat_interval_seconds = 60
+//! spool_max_observations = 100000
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The default configuration file of this OS.
+pub fn default_config_path() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/Application Support/shadowai/agent.toml")
+    } else if cfg!(windows) {
+        PathBuf::from(r"C:\ProgramData\shadowai\agent.toml")
+    } else {
+        PathBuf::from("/etc/shadowai/agent.toml")
+    }
+}
+
+/// The default state directory of this OS.
+pub fn default_state_dir() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        PathBuf::from("/Library/Application Support/shadowai/state")
+    } else if cfg!(windows) {
+        PathBuf::from(r"C:\ProgramData\shadowai\state")
+    } else {
+        PathBuf::from("/var/lib/shadowai")
+    }
+}
+
+/// A configuration problem, with what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key} {problem}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        problem: String,
+    },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    collector: Option<String>,
+    state_dir: Option<PathBuf>,
+    enrollment_token_file: Option<PathBuf>,
+    #[serde(default)]
+    process: ProcessFile,
+    #[serde(default)]
+    transport: TransportFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProcessFile {
+    enabled: Option<bool>,
+    interval_seconds: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransportFile {
+    batch_max_observations: Option<usize>,
+    flush_interval_ms: Option<u64>,
+    heartbeat_interval_seconds: Option<u64>,
+    spool_max_observations: Option<usize>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where the collector is, `https://host:port`, when configured.
+    pub collector: Option<CollectorUrl>,
+    /// Identity and spool directory.
+    pub state_dir: PathBuf,
+    /// Token file an MDM placed, used at first start.
+    pub enrollment_token_file: Option<PathBuf>,
+    /// Process sensor on/off.
+    pub process_enabled: bool,
+    /// Process scan interval.
+    pub process_interval: Duration,
+    /// Most observations per report.
+    pub batch_max_observations: usize,
+    /// Longest a detection waits before it is sent.
+    pub flush_interval: Duration,
+    /// Heartbeat interval (the collector may ask for another within bounds).
+    pub heartbeat_interval: Duration,
+    /// Most observations waiting to be sent; beyond, the oldest are dropped and counted.
+    pub spool_max_observations: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            collector: None,
+            state_dir: default_state_dir(),
+            enrollment_token_file: None,
+            process_enabled: true,
+            process_interval: Duration::from_secs(5),
+            batch_max_observations: 500,
+            flush_interval: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(60),
+            spool_max_observations: 100_000,
+        }
+    }
+}
+
+/// A collector address: `https://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CollectorUrl {
+    /// Host name or IP address (brackets removed for IPv6).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl CollectorUrl {
+    /// Parses `https://host[:port]` (port 7443 when absent).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let rest = text
+            .trim()
+            .strip_prefix("https://")
+            .ok_or_else(|| format!("`{text}` must start with https://"))?;
+        let rest = rest.trim_end_matches('/');
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(format!("`{text}` must be https://HOST[:PORT] with no path"));
+        }
+        let (host, port) = if let Some(v6) = rest.strip_prefix('[') {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("`{text}`: unclosed [ in IPv6 address"))?;
+            (host.to_owned(), after.strip_prefix(':'))
+        } else {
+            match rest.rsplit_once(':') {
+                Some((host, port)) => (host.to_owned(), Some(port)),
+                None => (rest.to_owned(), None),
+            }
+        };
+        let port = match port {
+            Some(port) => port.parse().map_err(|_| format!("`{text}`: bad port"))?,
+            None => 7443,
+        };
+        if host.is_empty() {
+            return Err(format!("`{text}`: no host"));
+        }
+        Ok(Self { host, port })
+    }
+}
+
+impl std::fmt::Display for CollectorUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "https://[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Validates configuration text; `path` is only for messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.into(),
+            message: e.to_string(),
+        })?;
+        let invalid = |key: &'static str, problem: String| ConfigError::Invalid {
+            path: path.into(),
+            key,
+            problem,
+        };
+        let defaults = Config::default();
+        let collector = file
+            .collector
+            .as_deref()
+            .map(CollectorUrl::parse)
+            .transpose()
+            .map_err(|e| invalid("collector", e))?;
+        let in_range = |key: &'static str, value: u64, low: u64, high: u64| {
+            if (low..=high).contains(&value) {
+                Ok(value)
+            } else {
+                Err(invalid(
+                    key,
+                    format!("must be between {low} and {high}, got {value}"),
+                ))
+            }
+        };
+        let process_interval = match file.process.interval_seconds {
+            Some(v) => Duration::from_secs(in_range("process.interval_seconds", v, 1, 3600)?),
+            None => defaults.process_interval,
+        };
+        let batch_max_observations = match file.transport.batch_max_observations {
+            Some(v) => in_range("transport.batch_max_observations", v as u64, 1, 1000)? as usize,
+            None => defaults.batch_max_observations,
+        };
+        let flush_interval = match file.transport.flush_interval_ms {
+            Some(v) => {
+                Duration::from_millis(in_range("transport.flush_interval_ms", v, 100, 60_000)?)
+            }
+            None => defaults.flush_interval,
+        };
+        let heartbeat_interval = match file.transport.heartbeat_interval_seconds {
+            Some(v) => Duration::from_secs(in_range(
+                "transport.heartbeat_interval_seconds",
+                v,
+                5,
+                3600,
+            )?),
+            None => defaults.heartbeat_interval,
+        };
+        let spool_max_observations = match file.transport.spool_max_observations {
+            Some(v) => in_range(
+                "transport.spool_max_observations",
+                v as u64,
+                100,
+                10_000_000,
+            )? as usize,
+            None => defaults.spool_max_observations,
+        };
+        Ok(Self {
+            collector,
+            state_dir: file.state_dir.unwrap_or(defaults.state_dir),
+            enrollment_token_file: file.enrollment_token_file,
+            process_enabled: file.process.enabled.unwrap_or(true),
+            process_interval,
+            batch_max_observations,
+            flush_interval,
+            heartbeat_interval,
+            spool_max_observations,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("agent.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn valid_file_is_read() {
+        let config = parse(
+            "collector = \"https://c.example:9443\"\nstate_dir = \"/tmp/s\"\n[process]\ninterval_seconds = 2\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.collector,
+            Some(CollectorUrl {
+                host: "c.example".into(),
+                port: 9443
+            })
+        );
+        assert_eq!(config.process_interval, Duration::from_secs(2));
+        assert_eq!(config.state_dir, PathBuf::from("/tmp/s"));
+    }
+
+    #[test]
+    fn mistakes_name_the_key() {
+        let error = parse("colector = \"https://x\"").unwrap_err();
+        assert!(error.contains("unknown field `colector`"), "{error}");
+        let error = parse("[process]\ninterval_seconds = 0").unwrap_err();
+        assert!(
+            error.contains("process.interval_seconds must be between 1 and 3600"),
+            "{error}"
+        );
+        let error = parse("collector = \"http://x\"").unwrap_err();
+        assert!(error.contains("must start with https://"), "{error}");
+    }
+
+    #[test]
+    fn collector_urls() {
+        let url = CollectorUrl::parse("https://[::1]:7000/").unwrap();
+        assert_eq!((url.host.as_str(), url.port), ("::1", 7000));
+        assert_eq!(url.to_string(), "https://[::1]:7000");
+        assert_eq!(CollectorUrl::parse("https://h").unwrap().port, 7443);
+        assert!(CollectorUrl::parse("https://u:p@h:1").is_err());
+        assert!(CollectorUrl::parse("https://h:99999").is_err());
+    }
+}
