@@ -188,7 +188,9 @@ impl Drop for Impostor {
 fn spawn_retrying(exe: &Path, args: &[&str]) -> Child {
     let mut attempts = 0;
     loop {
-        match Command::new(exe).args(args).stdin(Stdio::null()).spawn() {
+        // stdin stays open (a pipe held by `Child`), so `sh -c 'read line'` waits without a child
+        // process that could outlive the test.
+        match Command::new(exe).args(args).stdin(Stdio::piped()).spawn() {
             Ok(child) => return child,
             Err(error) if error.raw_os_error() == Some(26) && attempts < 50 => {
                 attempts += 1;
@@ -251,13 +253,14 @@ fn scan_finds_a_program_by_its_name_alone() {
 
 #[test]
 fn scan_finds_ollama_serve_and_redacts_its_secrets() {
-    // A copy of sh named `ollama` whose argv carries `serve` and stays alive while `sleep` runs.
+    // A copy of sh named `ollama` whose argv carries `serve`; the `read` builtin keeps it alive
+    // on its stdin pipe, without a child process that could outlive the test.
     let impostor = Impostor::start(
         "/bin/sh",
         "ollama",
         &[
             "-c",
-            "sleep 600; :",
+            "read line",
             "serve",
             "--api-key",
             "sk-proj-abcdefghijklmnopqrstuvwxyz0123",
@@ -277,7 +280,7 @@ fn scan_finds_ollama_serve_and_redacts_its_secrets() {
     );
     let cmdline = detection["process"]["cmdline"].as_str().unwrap();
     assert!(
-        cmdline.ends_with("ollama -c sleep 600; : serve --api-key [REDACTED]"),
+        cmdline.ends_with("ollama -c read line serve --api-key [REDACTED]"),
         "{cmdline}"
     );
     assert!(!cmdline.contains("abcdefghij"), "{cmdline}");
@@ -321,4 +324,81 @@ fn scan_root_must_be_a_directory() {
     let dir = tempfile::tempdir().unwrap();
     let output = agent(&["scan", "--json", "--root", dir.path().to_str().unwrap()]);
     assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn match_answers_every_category_with_positive_and_negative_cases() {
+    // (input, expected category or None for no match); `$ ` marks a command line.
+    let cases: &[(&str, Option<&str>)] = &[
+        ("chatgpt.com", Some("chat_app")),
+        ("gemini.com", None),
+        ("api.anthropic.com", Some("model_api")),
+        ("storage.googleapis.com", None),
+        ("api.individual.githubcopilot.com", Some("coding_assistant")),
+        ("saoudrizwan.claude-dev", Some("coding_assistant")),
+        ("raw.githubusercontent.com", None),
+        ("$ goose session", Some("autonomous_agent")),
+        ("$ goosebumps --help", None),
+        ("$ crewai run", Some("agent_framework")),
+        ("$ python3 -m pytest", None),
+        ("mcp.notion.com", Some("mcp_server")),
+        ("www.notion.so", None),
+        ("$ ollama serve", Some("local_model_runtime")),
+        ("myollama.com", None),
+        ("huggingface.co", Some("model_hub")),
+        ("hub.docker.com", None),
+        ("openrouter.ai", Some("inference_gateway")),
+        ("api.stripe.com", None),
+        ("www.midjourney.com", Some("media_generation")),
+        ("vimeo.com", None),
+        ("otter.ai", Some("productivity_ai")),
+        ("jasper.com", None),
+        ("ai-chat.bsg.brave.com", Some("browser_ai")),
+        ("search.brave.com", None),
+    ];
+    let mut args = vec!["match", "--json"];
+    for (input, _) in cases {
+        match input.strip_prefix("$ ") {
+            Some(command) => args.extend(["--cmdline", command]),
+            None => args.push(input),
+        }
+    }
+    let output = agent(&args);
+    assert!(output.status.success(), "{output:?}");
+    let answers = json_lines(&output);
+    // Names come first, then command lines, each in the order given.
+    let ordered: Vec<&(&str, Option<&str>)> = cases
+        .iter()
+        .filter(|(input, _)| !input.starts_with("$ "))
+        .chain(cases.iter().filter(|(input, _)| input.starts_with("$ ")))
+        .collect();
+    assert_eq!(answers.len(), ordered.len());
+    let mut seen_categories = std::collections::BTreeSet::new();
+    for ((input, expected), answer) in ordered.into_iter().zip(&answers) {
+        assert_eq!(
+            answer["name"].as_str(),
+            Some(input.trim_start_matches("$ ")),
+            "{answer}"
+        );
+        assert_eq!(
+            answer["matched"],
+            Value::Bool(expected.is_some()),
+            "{input}: {answer}"
+        );
+        assert_eq!(answer["category"].as_str(), *expected, "{input}: {answer}");
+        if let Some(category) = expected {
+            assert!(
+                answer["rule"]
+                    .as_str()
+                    .is_some_and(|rule| rule.starts_with("data/")),
+                "{answer}"
+            );
+            seen_categories.insert(*category);
+        }
+    }
+    assert_eq!(
+        seen_categories.len(),
+        12,
+        "every category has a positive case"
+    );
 }

@@ -10,12 +10,15 @@ use std::ops::Range;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::config;
 use crate::domain;
 use crate::error::Problem;
 use crate::model::{
-    Category, Confidence, DomainKind, DomainRule, ExePatterns, ProcessRule, Product, RiskyFlag,
-    Runtime, Severity, is_known_risk,
+    App, Category, Confidence, ConfigFile, ConfigFormat, ConfigKind, ConfigSetting, DomainKind,
+    DomainRule, ExePatterns, Extension, Os, OsPaths, ProcessRule, Product, RiskyFlag, Runtime,
+    SettingTest, Severity, is_known_risk,
 };
+use crate::overlap;
 use crate::process;
 
 #[derive(Deserialize)]
@@ -41,6 +44,12 @@ struct RawProduct {
     #[serde(default)]
     risky_flag: Vec<Spanned<RawRiskyFlag>>,
     #[serde(default)]
+    config: Vec<Spanned<RawConfig>>,
+    #[serde(default)]
+    app: Vec<Spanned<RawApp>>,
+    #[serde(default)]
+    extensions: Vec<Spanned<String>>,
+    #[serde(default)]
     ports: Vec<u16>,
     sources: Spanned<Vec<String>>,
     verified: Spanned<String>,
@@ -53,6 +62,10 @@ struct RawDomain {
     exact: Option<String>,
     #[serde(default)]
     suffix: Option<String>,
+    #[serde(default)]
+    wildcard: Option<String>,
+    #[serde(default)]
+    tenant: bool,
     #[serde(default)]
     plan: Option<String>,
     #[serde(default)]
@@ -105,9 +118,62 @@ struct RawRiskyFlag {
     explanation: String,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    id: String,
+    kind: ConfigKind,
+    format: ConfigFormat,
+    #[serde(default)]
+    paths: RawPaths,
+    #[serde(default)]
+    mcp_key: Option<String>,
+    #[serde(default)]
+    note: Option<String>,
+    #[serde(default)]
+    setting: Vec<Spanned<RawSetting>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPaths {
+    #[serde(default)]
+    linux: Vec<String>,
+    #[serde(default)]
+    macos: Vec<String>,
+    #[serde(default)]
+    windows: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSetting {
+    id: String,
+    key: String,
+    #[serde(default)]
+    equals: Option<String>,
+    #[serde(default)]
+    is_true: Option<bool>,
+    #[serde(default)]
+    contains: Option<String>,
+    risk: Vec<String>,
+    severity: Severity,
+    explanation: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawApp {
+    id: String,
+    #[serde(default)]
+    macos_bundle_id: Option<String>,
+    #[serde(default)]
+    paths: RawPaths,
+}
+
 /// Longest display string (vendor, product name) the wire contract accepts.
 const MAX_DISPLAY: usize = 128;
-/// Longest regex program a single command-line pattern may compile to.
+/// Unit of the size limit for compiled regex sets (each set may use 16 of them).
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Reads every file and validates the whole set. `files` are `(name, content)` pairs.
@@ -130,11 +196,12 @@ pub(crate) fn load_files(files: &[(String, String)]) -> Result<Vec<Product>, Vec
     }
 }
 
-/// Where each product and domain pattern was declared, for cross-file checks.
+/// Where each product, domain rule and extension was declared, for cross-file checks.
 struct Located {
     product: Product,
     id_line: usize,
     domain_lines: Vec<usize>,
+    extension_lines: Vec<usize>,
 }
 
 struct Checker<'a> {
@@ -205,10 +272,17 @@ impl Checker<'_> {
         if raw.ports.contains(&0) {
             self.problem(span.clone(), "port 0 is not a listening port".to_owned());
         }
-        if raw.domains.is_empty() && raw.process.is_empty() {
+        let has_signal = !raw.domains.is_empty()
+            || !raw.process.is_empty()
+            || !raw.config.is_empty()
+            || !raw.app.is_empty()
+            || !raw.extensions.is_empty();
+        if !has_signal {
             self.problem(
                 span.clone(),
-                format!("product `{id}` has neither domains nor process rules"),
+                format!(
+                    "product `{id}` has neither domains nor process rules (nor configs, apps or extensions)"
+                ),
             );
         }
 
@@ -254,6 +328,50 @@ impl Checker<'_> {
                 format!("product `{id}` has risky flags but no process rule"),
             );
         }
+        let mut configs: Vec<ConfigFile> = Vec::new();
+        for entry in raw.config {
+            let span = entry.span();
+            if let Some(file) = self.config(&prefix, entry.into_inner(), span.clone()) {
+                if configs.iter().any(|other| other.name == file.name) {
+                    self.problem(span, format!("duplicate config id `{}`", file.name));
+                } else {
+                    configs.push(file);
+                }
+            }
+        }
+        let mut apps: Vec<App> = Vec::new();
+        for entry in raw.app {
+            let span = entry.span();
+            if let Some(app) = self.app(&prefix, entry.into_inner(), span.clone()) {
+                if apps.iter().any(|other| other.name == app.name) {
+                    self.problem(span, format!("duplicate app id `{}`", app.name));
+                } else {
+                    apps.push(app);
+                }
+            }
+        }
+        let mut extensions: Vec<Extension> = Vec::new();
+        let mut extension_lines = Vec::new();
+        for entry in raw.extensions {
+            let span = entry.span();
+            let extension = entry.into_inner();
+            if let Err(reason) = config::check_extension(&extension) {
+                self.problem(span, format!("extension `{extension}`: {reason}"));
+                continue;
+            }
+            if extensions
+                .iter()
+                .any(|other| other.extension.eq_ignore_ascii_case(&extension))
+            {
+                self.problem(span, format!("extension `{extension}` is listed twice"));
+                continue;
+            }
+            extension_lines.push(self.line_of(span.start));
+            extensions.push(Extension {
+                id: format!("{prefix}/extension/{extension}"),
+                extension,
+            });
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -268,35 +386,49 @@ impl Checker<'_> {
                 domains,
                 processes,
                 risky_flags,
+                configs,
+                apps,
+                extensions,
                 ports: raw.ports,
                 sources: raw.sources.into_inner(),
                 verified: raw.verified.into_inner(),
                 file: self.file.to_owned(),
             },
             domain_lines,
+            extension_lines,
         })
     }
 
     fn domain(&mut self, prefix: &str, entry: Spanned<RawDomain>) -> Option<DomainRule> {
         let span = entry.span();
         let raw = entry.into_inner();
-        let (pattern, kind) = match (raw.exact, raw.suffix) {
-            (Some(pattern), None) => (pattern, DomainKind::Exact),
-            (None, Some(pattern)) => (pattern, DomainKind::Suffix),
+        let (pattern, kind) = match (raw.exact, raw.suffix, raw.wildcard) {
+            (Some(pattern), None, None) => (pattern, DomainKind::Exact),
+            (None, Some(pattern), None) => (pattern, DomainKind::Suffix),
+            (None, None, Some(pattern)) => (pattern, DomainKind::Wildcard),
             _ => {
                 self.problem(
                     span,
-                    "a domain entry needs exactly one of `exact` or `suffix`".into(),
+                    "a domain entry needs exactly one of `exact`, `suffix` or `wildcard`".into(),
                 );
                 return None;
             }
         };
-        if let Err(reason) = domain::check_pattern(&pattern) {
+        if let Err(reason) = domain::check_pattern(&pattern, kind) {
             self.problem(span, format!("domain `{pattern}`: {reason}"));
             return None;
         }
+        if raw.tenant && kind == DomainKind::Exact {
+            self.problem(
+                span,
+                format!(
+                    "domain `{pattern}`: `tenant` needs a `suffix` (the label left of it) or a `wildcard` (what `*` stands for)"
+                ),
+            );
+            return None;
+        }
         if let Some(plan) = &raw.plan
-            && let Err(reason) = domain::check_plan(&pattern, plan)
+            && let Err(reason) = domain::check_plan(kind, plan)
         {
             self.problem(span, format!("domain `{pattern}`: {reason}"));
             return None;
@@ -305,6 +437,7 @@ impl Checker<'_> {
             id: format!("{prefix}/domain/{pattern}"),
             pattern,
             kind,
+            tenant: raw.tenant,
             plan: raw.plan,
             confidence: raw.confidence.unwrap_or(Confidence::High),
             note: raw.note,
@@ -350,10 +483,10 @@ impl Checker<'_> {
             }
         }
         for pattern in &raw.cmdline {
-            if let Err(error) = regex::RegexBuilder::new(pattern)
-                .size_limit(REGEX_SIZE_LIMIT)
-                .build()
-            {
+            // Parsing finds every syntax error with the regex crate's own parser; compiling
+            // each pattern here as well would double the catalog's compile time (the sets
+            // compile them once, in `ProcessIndex::build`).
+            if let Err(error) = regex_syntax::Parser::new().parse(pattern) {
                 let first_line = error.to_string();
                 let first_line = first_line
                     .lines()
@@ -419,20 +552,7 @@ impl Checker<'_> {
                 format!("risky flag value `{value}` must be one word"),
             );
         }
-        if raw.risk.is_empty() {
-            self.problem(
-                span.clone(),
-                format!("risky flag `{}` raises no risk", raw.flag),
-            );
-        }
-        for risk in &raw.risk {
-            if !is_known_risk(risk) {
-                self.problem(
-                    span.clone(),
-                    format!("unknown risk `{risk}`: use one of KNOWN_RISKS in catalog/src/model.rs or add it there"),
-                );
-            }
-        }
+        self.risks(&raw.risk, &span, &format!("risky flag `{}`", raw.flag));
         if raw.explanation.trim().is_empty() {
             self.problem(
                 span,
@@ -454,6 +574,200 @@ impl Checker<'_> {
             severity: raw.severity,
             explanation: raw.explanation,
         })
+    }
+
+    fn config(&mut self, prefix: &str, raw: RawConfig, span: Range<usize>) -> Option<ConfigFile> {
+        let before = self.problems.len();
+        if !is_rule_name(&raw.id) {
+            self.problem(
+                span.clone(),
+                format!("config id `{}` must be a-z, 0-9, `-`", raw.id),
+            );
+        }
+        let paths = self.paths(&raw.paths, &span, &format!("config `{}`", raw.id));
+        match (raw.kind, &raw.mcp_key) {
+            (ConfigKind::Mcp, None) => self.problem(
+                span.clone(),
+                format!(
+                    "config `{}` of kind `mcp` needs `mcp_key` (the dotted path to the server map or list)",
+                    raw.id
+                ),
+            ),
+            (ConfigKind::Settings, Some(_)) => self.problem(
+                span.clone(),
+                format!(
+                    "config `{}`: `mcp_key` belongs to `kind = \"mcp\"`",
+                    raw.id
+                ),
+            ),
+            (_, Some(key)) => {
+                if let Err(reason) = config::check_key(key) {
+                    self.problem(span.clone(), format!("mcp_key `{key}`: {reason}"));
+                }
+            }
+            (ConfigKind::Settings, None) => {}
+        }
+        if raw.kind == ConfigKind::Settings && raw.setting.is_empty() {
+            self.problem(
+                span.clone(),
+                format!(
+                    "config `{}` of kind `settings` lists no [[product.config.setting]]",
+                    raw.id
+                ),
+            );
+        }
+        let config_prefix = format!("{prefix}/config/{}", raw.id);
+        let mut settings: Vec<ConfigSetting> = Vec::new();
+        for entry in raw.setting {
+            let span = entry.span();
+            if let Some(setting) = self.setting(&config_prefix, entry.into_inner(), span.clone()) {
+                if settings.iter().any(|other| other.name == setting.name) {
+                    self.problem(span, format!("duplicate setting id `{}`", setting.name));
+                } else {
+                    settings.push(setting);
+                }
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ConfigFile {
+            id: config_prefix,
+            name: raw.id,
+            kind: raw.kind,
+            format: raw.format,
+            paths,
+            mcp_key: raw.mcp_key,
+            note: raw.note,
+            settings,
+        })
+    }
+
+    fn setting(
+        &mut self,
+        prefix: &str,
+        raw: RawSetting,
+        span: Range<usize>,
+    ) -> Option<ConfigSetting> {
+        let before = self.problems.len();
+        if !is_rule_name(&raw.id) {
+            self.problem(
+                span.clone(),
+                format!("setting id `{}` must be a-z, 0-9, `-`", raw.id),
+            );
+        }
+        if let Err(reason) = config::check_key(&raw.key) {
+            self.problem(span.clone(), format!("key `{}`: {reason}", raw.key));
+        }
+        let test = match (raw.equals, raw.is_true, raw.contains) {
+            (Some(value), None, None) => Some(SettingTest::Equals(value)),
+            (None, Some(true), None) => Some(SettingTest::IsTrue),
+            (None, None, Some(value)) if !value.is_empty() => Some(SettingTest::Contains(value)),
+            (None, Some(false), None) => {
+                self.problem(
+                    span.clone(),
+                    format!(
+                        "setting `{}`: `is_true` can only be `true`; use `equals = \"false\"` for a false value",
+                        raw.id
+                    ),
+                );
+                None
+            }
+            _ => {
+                self.problem(
+                    span.clone(),
+                    format!(
+                        "setting `{}` needs exactly one of `equals`, `is_true = true` or a non-empty `contains`",
+                        raw.id
+                    ),
+                );
+                None
+            }
+        };
+        self.risks(&raw.risk, &span, &format!("setting `{}`", raw.id));
+        if raw.explanation.trim().is_empty() {
+            self.problem(span, format!("setting `{}` needs an explanation", raw.id));
+        }
+        let test = test?;
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(ConfigSetting {
+            id: format!("{prefix}/{}", raw.id),
+            name: raw.id,
+            key: raw.key,
+            test,
+            risk: raw.risk,
+            severity: raw.severity,
+            explanation: raw.explanation,
+        })
+    }
+
+    fn app(&mut self, prefix: &str, raw: RawApp, span: Range<usize>) -> Option<App> {
+        let before = self.problems.len();
+        if !is_rule_name(&raw.id) {
+            self.problem(
+                span.clone(),
+                format!("app id `{}` must be a-z, 0-9, `-`", raw.id),
+            );
+        }
+        if let Some(bundle) = &raw.macos_bundle_id
+            && let Err(reason) = config::check_bundle_id(bundle)
+        {
+            self.problem(
+                span.clone(),
+                format!("macos_bundle_id `{bundle}`: {reason}"),
+            );
+        }
+        let paths = self.paths(&raw.paths, &span, &format!("app `{}`", raw.id));
+        if raw.macos_bundle_id.is_none() && paths.is_empty() {
+            self.problem(
+                span.clone(),
+                format!("app `{}` needs `macos_bundle_id` or `paths`", raw.id),
+            );
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(App {
+            id: format!("{prefix}/app/{}", raw.id),
+            name: raw.id,
+            macos_bundle_id: raw.macos_bundle_id,
+            paths,
+        })
+    }
+
+    fn paths(&mut self, raw: &RawPaths, span: &Range<usize>, owner: &str) -> OsPaths {
+        let paths = OsPaths {
+            linux: raw.linux.clone(),
+            macos: raw.macos.clone(),
+            windows: raw.windows.clone(),
+        };
+        for os in Os::ALL {
+            for path in paths.for_os(os) {
+                if let Err(reason) = config::check_path(path, os) {
+                    self.problem(
+                        span.clone(),
+                        format!("{owner}: paths.{} `{path}`: {reason}", os.as_str()),
+                    );
+                }
+            }
+        }
+        paths
+    }
+
+    fn risks(&mut self, risks: &[String], span: &Range<usize>, owner: &str) {
+        if risks.is_empty() {
+            self.problem(span.clone(), format!("{owner} raises no risk"));
+        }
+        for risk in risks {
+            if !is_known_risk(risk) {
+                self.problem(
+                    span.clone(),
+                    format!("unknown risk `{risk}`: use one of KNOWN_RISKS in catalog/src/model.rs or add it there"),
+                );
+            }
+        }
     }
 
     fn display_string(&mut self, value: &Spanned<String>, what: &str) {
@@ -490,7 +804,8 @@ impl Checker<'_> {
 
 fn check_across_files(products: &[Located], problems: &mut Vec<Problem>) {
     let mut ids: HashMap<&str, &Located> = HashMap::new();
-    let mut patterns: HashMap<(&str, DomainKind), (&Located, usize)> = HashMap::new();
+    let mut extensions: HashMap<String, (&Located, usize)> = HashMap::new();
+    let mut placed = Vec::new();
     for located in products {
         let product = &located.product;
         if let Some(first) = ids.insert(product.id.as_str(), located) {
@@ -503,19 +818,56 @@ fn check_across_files(products: &[Located], problems: &mut Vec<Problem>) {
                 ),
             });
         }
-        for (rule, line) in product.domains.iter().zip(&located.domain_lines) {
-            let key = (rule.pattern.as_str(), rule.kind);
-            if let Some((first, first_line)) = patterns.insert(key, (located, *line)) {
+        for (extension, line) in product.extensions.iter().zip(&located.extension_lines) {
+            let key = extension.extension.to_ascii_lowercase();
+            if let Some((first, first_line)) = extensions.get(&key) {
                 problems.push(Problem {
                     file: product.file.clone(),
                     line: Some(*line),
                     message: format!(
-                        "domain `{}` is already a rule of `{}` at {}:{}",
-                        rule.pattern, first.product.id, first.product.file, first_line
+                        "extension `{}` is already listed by `{}` at {}:{}",
+                        extension.extension, first.product.id, first.product.file, first_line
                     ),
                 });
+            } else {
+                extensions.insert(key, (located, *line));
             }
         }
+        for (rule, line) in product.domains.iter().zip(&located.domain_lines) {
+            placed.push(overlap::Placed {
+                rule,
+                product: &product.id,
+                vendor: product.vendor_key(),
+                file: &product.file,
+                line: *line,
+            });
+        }
+    }
+    for conflict in overlap::conflicts(&placed) {
+        let (earlier, later) = (conflict.earlier, conflict.later);
+        let message = if conflict.duplicate {
+            format!(
+                "domain `{}` is already a rule of `{}` at {}:{}",
+                later.rule.pattern, earlier.product, earlier.file, earlier.line
+            )
+        } else {
+            format!(
+                "domain rule `{} {}` of `{}` overlaps `{} {}` of `{}` at {}:{}: a name may belong to one vendor only; keep the host in one product or list only hosts specific to each",
+                later.rule.kind.as_str(),
+                later.rule.pattern,
+                later.product,
+                earlier.rule.kind.as_str(),
+                earlier.rule.pattern,
+                earlier.product,
+                earlier.file,
+                earlier.line
+            )
+        };
+        problems.push(Problem {
+            file: later.file.to_owned(),
+            line: Some(later.line),
+            message,
+        });
     }
 }
 

@@ -3,10 +3,10 @@
 //! These types are what the rest of shadowai sees. The TOML shapes they are read from live in
 //! `load.rs`, so that the file format can grow without changing these types.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What kind of AI a product is. Policy and reports group by it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Consumer or business chat assistants (ChatGPT, Claude, Gemini apps).
@@ -145,6 +145,14 @@ pub const KNOWN_RISKS: &[(&str, &str)] = &[
         "unattended",
         "the tool runs headless, with no human watching",
     ),
+    (
+        "mcp_remote",
+        "an MCP server is reached over the network, so tool calls and data leave the machine",
+    ),
+    (
+        "computer_use",
+        "the agent drives the desktop or a browser on the user's behalf",
+    ),
 ];
 
 /// Whether `name` is in [`KNOWN_RISKS`].
@@ -155,10 +163,24 @@ pub fn is_known_risk(name: &str) -> bool {
 /// How a domain pattern matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DomainKind {
-    /// The name itself only (a `*` label matches exactly one label).
+    /// The name itself only.
     Exact,
-    /// The name and every name under it.
+    /// The name and every name under it; with `tenant`, only the names under it.
     Suffix,
+    /// The name itself only, where the one `*` stands for any part of one label
+    /// (`chatgpt-async-webps-prod-*.webpubsub.azure.com`, `bedrock-runtime.*.amazonaws.com`).
+    Wildcard,
+}
+
+impl DomainKind {
+    /// "exact", "suffix" or "wildcard": the key used in data files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DomainKind::Exact => "exact",
+            DomainKind::Suffix => "suffix",
+            DomainKind::Wildcard => "wildcard",
+        }
+    }
 }
 
 /// One domain rule of a product.
@@ -166,11 +188,15 @@ pub enum DomainKind {
 pub struct DomainRule {
     /// Rule id, e.g. `data/openai.toml#openai.chatgpt/domain/chatgpt.com`.
     pub id: String,
-    /// Lowercase pattern; a `*` label matches exactly one label, e.g. `*.openai.azure.com`.
+    /// Lowercase pattern; a `wildcard` pattern holds exactly one `*`.
     pub pattern: String,
-    /// Exact or suffix.
+    /// Exact, suffix or wildcard.
     pub kind: DomainKind,
-    /// Plan or tenant this host reveals. `{*}` is replaced by the label the first `*` matched.
+    /// Whether the name tells a tenant (an organisation's own resource): for a suffix rule the
+    /// label left of the suffix, for a wildcard rule the text the `*` stood for.
+    pub tenant: bool,
+    /// Plan this host reveals. In a wildcard rule `{*}` is replaced by the text the `*` stood
+    /// for (e.g. the region of a regional endpoint).
     pub plan: Option<String>,
     /// How sure the rule is.
     pub confidence: Confidence,
@@ -262,6 +288,188 @@ pub struct RiskyFlag {
     pub explanation: String,
 }
 
+/// An IDE extension of a product (VS Code, Open VSX or JetBrains marketplace id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extension {
+    /// Rule id, e.g. `data/cline.toml#cline.cline/extension/saoudrizwan.claude-dev`.
+    pub id: String,
+    /// The marketplace id as the vendor spells it, e.g. `GitHub.copilot`. Compared without case.
+    pub extension: String,
+}
+
+/// An operating system, for paths that differ per OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Os {
+    /// Linux.
+    Linux,
+    /// macOS.
+    Macos,
+    /// Windows.
+    Windows,
+}
+
+impl Os {
+    /// Every OS, in declaration order.
+    pub const ALL: [Os; 3] = [Os::Linux, Os::Macos, Os::Windows];
+
+    /// "linux", "macos" or "windows".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Os::Linux => "linux",
+            Os::Macos => "macos",
+            Os::Windows => "windows",
+        }
+    }
+}
+
+/// File paths per operating system. A path starts with `~/` (the user's home), `/`, `./` (inside
+/// a project directory) or, on Windows, one of [`PATH_PLACEHOLDERS`], `~\` or a drive (`C:\`).
+/// A `*` stands for any part of one path segment (e.g. a Store app's publisher suffix).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OsPaths {
+    /// Linux paths.
+    pub linux: Vec<String>,
+    /// macOS paths.
+    pub macos: Vec<String>,
+    /// Windows paths.
+    pub windows: Vec<String>,
+}
+
+impl OsPaths {
+    /// The paths for one OS.
+    pub fn for_os(&self, os: Os) -> &[String] {
+        match os {
+            Os::Linux => &self.linux,
+            Os::Macos => &self.macos,
+            Os::Windows => &self.windows,
+        }
+    }
+
+    /// Whether no path is given for any OS.
+    pub fn is_empty(&self) -> bool {
+        self.linux.is_empty() && self.macos.is_empty() && self.windows.is_empty()
+    }
+}
+
+/// The Windows environment placeholders a path may start with.
+pub const PATH_PLACEHOLDERS: &[&str] = &[
+    "%APPDATA%",
+    "%LOCALAPPDATA%",
+    "%USERPROFILE%",
+    "%PROGRAMDATA%",
+];
+
+/// What a config file of a tool holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigKind {
+    /// A list of MCP servers (and possibly settings).
+    Mcp,
+    /// Agent settings.
+    Settings,
+}
+
+impl ConfigKind {
+    /// "mcp" or "settings".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigKind::Mcp => "mcp",
+            ConfigKind::Settings => "settings",
+        }
+    }
+}
+
+/// The syntax of a config file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigFormat {
+    /// JSON.
+    Json,
+    /// JSON with comments and trailing commas (VS Code family).
+    Jsonc,
+    /// TOML.
+    Toml,
+    /// YAML.
+    Yaml,
+}
+
+impl ConfigFormat {
+    /// "json", "jsonc", "toml" or "yaml".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfigFormat::Json => "json",
+            ConfigFormat::Jsonc => "jsonc",
+            ConfigFormat::Toml => "toml",
+            ConfigFormat::Yaml => "yaml",
+        }
+    }
+}
+
+/// When a setting counts as present.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingTest {
+    /// The value is this string (or a number or boolean written so).
+    Equals(String),
+    /// The value is the boolean `true`.
+    IsTrue,
+    /// A string value contains this text, an array holds this string, or an object has this key.
+    Contains(String),
+}
+
+/// A setting inside a config file that removes a human from the loop or the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigSetting {
+    /// Rule id, e.g. `data/anthropic.toml#anthropic.claude-code/config/user-settings/bypass-permissions`.
+    pub id: String,
+    /// Short name within its config, e.g. `bypass-permissions`.
+    pub name: String,
+    /// Dotted path into the document (see [`crate::lookup_key`]), e.g. `permissions.defaultMode`.
+    pub key: String,
+    /// When it counts as present.
+    pub test: SettingTest,
+    /// Risk flag names it raises, from [`KNOWN_RISKS`].
+    pub risk: Vec<String>,
+    /// How bad it is.
+    pub severity: Severity,
+    /// What it does, for a responder.
+    pub explanation: String,
+}
+
+/// A config file of a tool: where it is on each OS and what in it matters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Rule id, e.g. `data/cursor.toml#anysphere.cursor/config/mcp-user`.
+    pub id: String,
+    /// Short name within the product, e.g. `mcp-user`.
+    pub name: String,
+    /// MCP server list or settings.
+    pub kind: ConfigKind,
+    /// Syntax.
+    pub format: ConfigFormat,
+    /// Where it is.
+    pub paths: OsPaths,
+    /// Dotted path to the MCP server map or list (`kind = mcp`), e.g. `mcpServers`.
+    pub mcp_key: Option<String>,
+    /// Reviewer's note, e.g. "user scope".
+    pub note: Option<String>,
+    /// Settings that matter.
+    pub settings: Vec<ConfigSetting>,
+}
+
+/// An installed desktop app of a product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct App {
+    /// Rule id, e.g. `data/openai.toml#openai.chatgpt/app/desktop`.
+    pub id: String,
+    /// Short name within the product, e.g. `desktop`.
+    pub name: String,
+    /// macOS bundle identifier, e.g. `com.openai.chat`.
+    pub macos_bundle_id: Option<String>,
+    /// Install paths.
+    pub paths: OsPaths,
+}
+
 /// One product of the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Product {
@@ -281,6 +489,12 @@ pub struct Product {
     pub processes: Vec<ProcessRule>,
     /// Risky command-line flags.
     pub risky_flags: Vec<RiskyFlag>,
+    /// Config files and the settings in them that matter.
+    pub configs: Vec<ConfigFile>,
+    /// Installed desktop apps.
+    pub apps: Vec<App>,
+    /// IDE extensions.
+    pub extensions: Vec<Extension>,
     /// TCP ports its local server listens on by default.
     pub ports: Vec<u16>,
     /// Where the facts come from.
@@ -289,4 +503,13 @@ pub struct Product {
     pub verified: String,
     /// The data file it came from, e.g. `data/ollama.toml`.
     pub file: String,
+}
+
+impl Product {
+    /// The vendor part of the id (`openai` of `openai.chatgpt`): rules of one vendor may nest.
+    pub fn vendor_key(&self) -> &str {
+        self.id
+            .split_once('.')
+            .map_or(self.id.as_str(), |(vendor, _)| vendor)
+    }
 }

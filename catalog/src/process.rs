@@ -257,6 +257,7 @@ struct CompiledRule {
     names: Vec<(String, usize)>,
     runtime: Option<Runtime>,
     exe_ids: Vec<usize>,
+    /// Ids of its command-line patterns within `cmdline_sets[gate(runtime)]`.
     cmdline_ids: Vec<usize>,
     confidence: Confidence,
     specificity: usize,
@@ -276,8 +277,26 @@ pub(crate) struct ProcessIndex {
     exe_set: RegexSet,
     exe_owner: Vec<usize>,
     exe_glob: Vec<(usize, usize, usize)>,
-    cmdline_set: RegexSet,
-    cmdline_owner: Vec<usize>,
+    /// Command-line patterns, one set per runtime gate: rules that require a runtime are only
+    /// searched for processes running under it, so most processes pay for a handful of
+    /// patterns instead of all of them.
+    cmdline_sets: [CmdlineSet; 3],
+}
+
+/// Command-line patterns of the rules with one runtime gate (none, node, python).
+struct CmdlineSet {
+    set: RegexSet,
+    /// Compiled rule of each pattern.
+    owner: Vec<usize>,
+}
+
+/// Which of [`ProcessIndex::cmdline_sets`] a runtime's rules are in.
+fn gate(runtime: Option<Runtime>) -> usize {
+    match runtime {
+        None => 0,
+        Some(Runtime::Node) => 1,
+        Some(Runtime::Python) => 2,
+    }
 }
 
 impl std::fmt::Debug for ProcessIndex {
@@ -285,7 +304,14 @@ impl std::fmt::Debug for ProcessIndex {
         f.debug_struct("ProcessIndex")
             .field("rules", &self.rules.len())
             .field("exe_patterns", &self.exe_owner.len())
-            .field("cmdline_patterns", &self.cmdline_owner.len())
+            .field(
+                "cmdline_patterns",
+                &self
+                    .cmdline_sets
+                    .iter()
+                    .map(|s| s.owner.len())
+                    .sum::<usize>(),
+            )
             .finish()
     }
 }
@@ -299,8 +325,8 @@ impl ProcessIndex {
         let mut exe_patterns = Vec::new();
         let mut exe_owner = Vec::new();
         let mut exe_glob = Vec::new();
-        let mut cmdline_patterns: Vec<&str> = Vec::new();
-        let mut cmdline_owner = Vec::new();
+        let mut cmdline_patterns: [Vec<&str>; 3] = Default::default();
+        let mut cmdline_owner: [Vec<usize>; 3] = Default::default();
         for (product_index, product) in products.iter().enumerate() {
             for (rule_index, rule) in product.processes.iter().enumerate() {
                 let compiled_index = rules.len();
@@ -328,10 +354,11 @@ impl ProcessIndex {
                     }
                 }
                 let mut cmdline_ids = Vec::new();
+                let gate = gate(rule.runtime);
                 for pattern in &rule.cmdline {
-                    cmdline_ids.push(cmdline_patterns.len());
-                    cmdline_patterns.push(pattern);
-                    cmdline_owner.push(compiled_index);
+                    cmdline_ids.push(cmdline_patterns[gate].len());
+                    cmdline_patterns[gate].push(pattern);
+                    cmdline_owner[gate].push(compiled_index);
                 }
                 let specificity = [
                     !rule.names.is_empty(),
@@ -360,30 +387,53 @@ impl ProcessIndex {
             .size_limit(REGEX_SIZE_LIMIT * 16)
             .build()
             .map_err(|error| format!("exe globs do not compile together: {error}"))?;
-        let cmdline_set = RegexSetBuilder::new(&cmdline_patterns)
-            .size_limit(REGEX_SIZE_LIMIT * 16)
-            .build()
-            .map_err(|error| format!("cmdline regexes do not compile together: {error}"))?;
+        let mut sets = Vec::with_capacity(3);
+        for (patterns, owner) in cmdline_patterns.into_iter().zip(cmdline_owner) {
+            let set = RegexSetBuilder::new(&patterns)
+                .size_limit(REGEX_SIZE_LIMIT * 16)
+                .build()
+                .map_err(|error| format!("cmdline regexes do not compile together: {error}"))?;
+            sets.push(CmdlineSet { set, owner });
+        }
+        let cmdline_sets: [CmdlineSet; 3] = sets
+            .try_into()
+            .map_err(|_| "cmdline sets: expected three".to_owned())?;
         Ok(ProcessIndex {
             rules,
             by_name,
             exe_set,
             exe_owner,
             exe_glob,
-            cmdline_set,
-            cmdline_owner,
+            cmdline_sets,
         })
     }
 
     /// Finds the best rule for a process: highest confidence, then the rule with the most kinds
-    /// of condition, then the first in catalog order.
+    /// of condition, then the first in catalog order. Only the winner's explanation is written.
     pub(crate) fn find(&self, products: &[Product], facts: &Prepared<'_>) -> Option<Found> {
-        let exe_hits = if facts.exe.is_empty() {
+        let exe_hits = if facts.exe.is_empty() || self.exe_owner.is_empty() {
             None
         } else {
             Some(self.exe_set.matches(&facts.exe))
         };
-        let cmdline_hits = self.cmdline_set.matches(&facts.cmdline);
+        // The ungated set always runs; a runtime's set only under that runtime.
+        let search = |gate: usize| {
+            let cmdline = &self.cmdline_sets[gate];
+            (!cmdline.owner.is_empty()).then(|| cmdline.set.matches(&facts.cmdline))
+        };
+        let cmdline_hits = [
+            search(0),
+            if facts.runtime == Some(Runtime::Node) {
+                search(1)
+            } else {
+                None
+            },
+            if facts.runtime == Some(Runtime::Python) {
+                search(2)
+            } else {
+                None
+            },
+        ];
 
         let mut candidates: Vec<usize> = Vec::new();
         for (name, _) in &facts.names {
@@ -394,14 +444,19 @@ impl ProcessIndex {
         if let Some(hits) = &exe_hits {
             candidates.extend(hits.iter().map(|id| self.exe_owner[id]));
         }
-        candidates.extend(cmdline_hits.iter().map(|id| self.cmdline_owner[id]));
+        for (gate, hits) in cmdline_hits.iter().enumerate() {
+            if let Some(hits) = hits {
+                let owner = &self.cmdline_sets[gate].owner;
+                candidates.extend(hits.iter().map(|id| owner[id]));
+            }
+        }
         candidates.sort_unstable();
         candidates.dedup();
 
-        let mut best: Option<(usize, String)> = None;
+        let mut best: Option<(usize, Evidence)> = None;
         for candidate in candidates {
             let compiled = &self.rules[candidate];
-            let Some(reason) =
+            let Some(evidence) =
                 self.check(products, compiled, facts, exe_hits.as_ref(), &cmdline_hits)
             else {
                 continue;
@@ -415,35 +470,86 @@ impl ProcessIndex {
                 }
             };
             if better {
-                best = Some((candidate, reason));
+                best = Some((candidate, evidence));
             }
         }
-        best.map(|(index, reason)| Found {
-            product: self.rules[index].product,
-            rule: self.rules[index].rule,
-            reason,
+        let (index, evidence) = best?;
+        let compiled = &self.rules[index];
+        Some(Found {
+            product: compiled.product,
+            rule: compiled.rule,
+            reason: self.explain(products, compiled, &evidence),
         })
     }
 
-    /// Checks every condition of a rule; returns the explanation when all hold.
+    /// Checks every condition of a rule; returns what satisfied them when all hold.
     fn check(
         &self,
         products: &[Product],
         compiled: &CompiledRule,
         facts: &Prepared<'_>,
         exe_hits: Option<&SetMatches>,
-        cmdline_hits: &SetMatches,
-    ) -> Option<String> {
+        cmdline_hits: &[Option<SetMatches>; 3],
+    ) -> Option<Evidence> {
         let rule = &products[compiled.product].processes[compiled.rule];
-        let mut reasons: Vec<String> = Vec::new();
+        let mut evidence = Evidence::default();
         if !compiled.names.is_empty() {
-            let (name_index, source) = facts.names.iter().find_map(|(candidate, source)| {
+            evidence.name = Some(facts.names.iter().find_map(|(candidate, source)| {
                 compiled
                     .names
                     .iter()
                     .find(|(name, _)| name == candidate)
                     .map(|(_, index)| (*index, *source))
-            })?;
+            })?);
+        }
+        if let Some(runtime) = compiled.runtime
+            && facts.runtime != Some(runtime)
+        {
+            return None;
+        }
+        if !compiled.exe_ids.is_empty() {
+            let hits = exe_hits?;
+            evidence.exe = Some(
+                compiled
+                    .exe_ids
+                    .iter()
+                    .copied()
+                    .find(|id| hits.matched(*id))?,
+            );
+        }
+        if !compiled.cmdline_ids.is_empty() {
+            let hits = cmdline_hits[gate(compiled.runtime)].as_ref()?;
+            evidence.cmdline = Some(
+                compiled
+                    .cmdline_ids
+                    .iter()
+                    .position(|id| hits.matched(*id))?,
+            );
+        }
+        let rest = facts.args.get(1..).unwrap_or_default();
+        if !rule.args.iter().all(|wanted| rest.contains(wanted)) {
+            return None;
+        }
+        if !rule.args_any.is_empty() {
+            evidence.arg_any = Some(
+                rule.args_any
+                    .iter()
+                    .position(|wanted| rest.contains(wanted))?,
+            );
+        }
+        Some(evidence)
+    }
+
+    /// The explanation of a match, written once for the winning rule.
+    fn explain(
+        &self,
+        products: &[Product],
+        compiled: &CompiledRule,
+        evidence: &Evidence,
+    ) -> String {
+        let rule = &products[compiled.product].processes[compiled.rule];
+        let mut reasons: Vec<String> = Vec::new();
+        if let Some((name_index, source)) = evidence.name {
             reasons.push(format!(
                 "{} `{}`",
                 source.describe(),
@@ -451,34 +557,17 @@ impl ProcessIndex {
             ));
         }
         if let Some(runtime) = compiled.runtime {
-            if facts.runtime != Some(runtime) {
-                return None;
-            }
             reasons.push(format!("it runs under {}", runtime.as_str()));
         }
-        if !compiled.exe_ids.is_empty() {
-            let hits = exe_hits?;
-            let id = compiled
-                .exe_ids
-                .iter()
-                .copied()
-                .find(|id| hits.matched(*id))?;
+        if let Some(id) = evidence.exe {
             let (_, os_index, glob_index) = self.exe_glob[id];
             let globs = [&rule.exe.linux, &rule.exe.macos, &rule.exe.windows][os_index];
             reasons.push(format!("executable path matches `{}`", globs[glob_index]));
         }
-        if !compiled.cmdline_ids.is_empty() {
-            let position = compiled
-                .cmdline_ids
-                .iter()
-                .position(|id| cmdline_hits.matched(*id))?;
+        if let Some(position) = evidence.cmdline {
             reasons.push(format!("command line matches `{}`", rule.cmdline[position]));
         }
-        let rest = facts.args.get(1..).unwrap_or_default();
         if !rule.args.is_empty() {
-            if !rule.args.iter().all(|wanted| rest.contains(wanted)) {
-                return None;
-            }
             let listed = rule
                 .args
                 .iter()
@@ -486,12 +575,25 @@ impl ProcessIndex {
                 .collect::<Vec<_>>();
             reasons.push(format!("arguments contain {}", listed.join(", ")));
         }
-        if !rule.args_any.is_empty() {
-            let found = rule.args_any.iter().find(|wanted| rest.contains(wanted))?;
-            reasons.push(format!("arguments contain `{found}`"));
+        if let Some(position) = evidence.arg_any {
+            reasons.push(format!("arguments contain `{}`", rule.args_any[position]));
         }
-        Some(reasons.join(" and "))
+        reasons.join(" and ")
     }
+}
+
+/// What satisfied a rule's conditions, kept as positions so that only the winning rule's
+/// explanation is ever formatted.
+#[derive(Debug, Default)]
+struct Evidence {
+    /// Index into the rule's `names`, and where the process's name came from.
+    name: Option<(usize, NameSource)>,
+    /// Id of the exe glob that matched.
+    exe: Option<usize>,
+    /// Position of the cmdline pattern that matched.
+    cmdline: Option<usize>,
+    /// Position of the `args_any` entry that was present.
+    arg_any: Option<usize>,
 }
 
 /// Whether the arguments (after argv\[0\], up to a `--`) carry a risky flag.

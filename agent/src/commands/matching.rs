@@ -1,11 +1,14 @@
-//! `shadowai-agent match`: asks the catalog what a domain, program name or command line is, and
-//! why. Nothing matching is an answer (`no match`, exit 0), not an error.
+//! `shadowai-agent match`: asks the catalog what a domain, IDE extension, program name or
+//! command line is, and why. Nothing matching is an answer (`no match`, exit 0), not an error.
+//! `--stats` counts what the catalog holds; `--lint [DIR]` validates a directory of data files
+//! and prints every problem as `file:line: message` (exit 2 when there are problems).
 
 use std::io::{self, BufRead, Write};
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use serde::Serialize;
-use shadowai_catalog::{Catalog, ProcessFacts};
+use shadowai_catalog::{Catalog, CatalogError, ProcessFacts};
 
 use super::CommandError;
 use crate::redact::escape_for_terminal;
@@ -14,11 +17,14 @@ use crate::redact::escape_for_terminal;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Examples:\n  \
     shadowai-agent match chatgpt.com api.business.githubcopilot.com gemini.com\n  \
-    shadowai-agent match claude ollama\n  \
+    shadowai-agent match contoso.openai.azure.com saoudrizwan.claude-dev claude ollama\n  \
     printf 'claude.ai\\nexample.com\\n' | shadowai-agent match - --json\n  \
-    shadowai-agent match --cmdline 'node /usr/lib/node_modules/@anthropic-ai/claude-code/cli.js --dangerously-skip-permissions'")]
+    shadowai-agent match --cmdline 'node /usr/lib/node_modules/@anthropic-ai/claude-code/cli.js --dangerously-skip-permissions'\n  \
+    shadowai-agent match --stats\n  \
+    shadowai-agent match --lint catalog/data")]
 pub struct MatchArgs {
-    /// Domains or program names to look up; `-` reads one per line from standard input.
+    /// Domains, IDE extension ids or program names to look up; `-` reads one per line from
+    /// standard input.
     #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// A command line to look up, split into arguments as a shell would (quotes work);
@@ -26,19 +32,42 @@ pub struct MatchArgs {
     #[arg(long, value_name = "COMMAND LINE")]
     pub cmdline: Vec<String>,
     /// Print one JSON object per name with `name`, `matched`, `kind`, `product`, `vendor`,
-    /// `category`, `plan`, `risk`, `confidence`, `rule` and `reason`.
+    /// `category`, `plan`, `tenant`, `risk`, `confidence`, `rule` and `reason`.
     #[arg(long)]
     pub json: bool,
+    /// Print what the built-in catalog holds (products, domain rules, process signatures,
+    /// risky settings, MCP clients, ports, per category).
+    #[arg(long, conflicts_with_all = ["names", "cmdline", "lint"])]
+    pub stats: bool,
+    /// Validate a directory of catalog data files (`*.toml` and `VERSION`) and print every
+    /// problem as `file:line: message`; exits 2 when there are problems.
+    #[arg(
+        long,
+        value_name = "DIR",
+        num_args = 0..=1,
+        default_missing_value = "catalog/data",
+        conflicts_with_all = ["names", "cmdline"]
+    )]
+    pub lint: Option<PathBuf>,
 }
 
 /// Longest line read from standard input; longer lines cannot be DNS names or program names.
 const MAX_STDIN_LINE: usize = 64 * 1024;
+/// Largest data file `--lint` reads, the same bound a catalog bundle has.
+const MAX_LINT_FILE: u64 = shadowai_catalog::MAX_BUNDLE_BYTES as u64;
 
 /// Runs `match`.
 pub fn run(args: MatchArgs) -> Result<(), CommandError> {
+    if let Some(dir) = &args.lint {
+        return lint(dir, args.json);
+    }
+    if args.stats {
+        let catalog = Catalog::embedded().context("the built-in catalog is invalid")?;
+        return print_stats(&catalog, args.json);
+    }
     if args.names.is_empty() && args.cmdline.is_empty() {
         return Err(CommandError::Usage(
-            "give at least one NAME, `-` to read names from standard input, or --cmdline \"...\""
+            "give at least one NAME, `-` to read names from standard input, --cmdline \"...\", --stats or --lint DIR"
                 .into(),
         ));
     }
@@ -75,25 +104,193 @@ pub fn run(args: MatchArgs) -> Result<(), CommandError> {
             .map(|(text, words)| answer_cmdline(&catalog, text, words)),
     );
 
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::new(stdout.lock());
-    let written = answers
-        .iter()
-        .try_for_each(|answer| {
+    write_stdout(|out| {
+        answers.iter().try_for_each(|answer| {
             if args.json {
-                answer.write_json(&mut out)
+                answer.write_json(out)
             } else {
-                answer.write_human(&mut out)
+                answer.write_human(out)
             }
         })
-        .and_then(|()| out.flush());
-    match written {
+    })
+}
+
+/// Writes to standard output through a buffer; a closed pipe (`| head`) is not an error.
+fn write_stdout(
+    write: impl FnOnce(&mut io::BufWriter<io::StdoutLock<'_>>) -> io::Result<()>,
+) -> Result<(), CommandError> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match write(&mut out).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         Err(error) => Err(anyhow::Error::new(error)
             .context("cannot write to stdout")
             .into()),
     }
+}
+
+fn print_stats(catalog: &Catalog, json: bool) -> Result<(), CommandError> {
+    let stats = catalog.stats();
+    write_stdout(|out| {
+        if json {
+            let value = serde_json::json!({
+                "version": catalog.version(),
+                "sha256": catalog.sha256(),
+                "risky_total": stats.risky_total(),
+                "stats": stats,
+            });
+            writeln!(out, "{value}")
+        } else {
+            writeln!(
+                out,
+                "catalog {} (sha256 {})",
+                catalog.version(),
+                catalog.sha256()
+            )?;
+            write!(out, "{stats}")
+        }
+    })
+}
+
+/// What `--lint` found in a directory.
+#[derive(Debug, PartialEq, Eq)]
+struct LintReport {
+    /// `path:line: message`, one per problem.
+    problems: Vec<String>,
+    /// A one-line summary when the catalog loaded.
+    summary: Option<String>,
+}
+
+/// Loads every `*.toml` of `dir` (and `dir/VERSION`) as a catalog and reports its problems
+/// with the real paths of the files.
+fn lint_dir(dir: &Path) -> Result<LintReport, CommandError> {
+    let entries = std::fs::read_dir(dir).map_err(|error| {
+        CommandError::Usage(format!(
+            "--lint {}: cannot read the directory: {error}",
+            dir.display()
+        ))
+    })?;
+    let mut problems = Vec::new();
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot list {}", dir.display()))?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        if !file_name.ends_with(".toml") {
+            continue;
+        }
+        let path = entry.path();
+        let content = std::fs::File::open(&path).and_then(|file| {
+            let mut text = String::new();
+            io::Read::read_to_string(&mut io::Read::take(file, MAX_LINT_FILE + 1), &mut text)
+                .map(|_| text)
+        });
+        match content {
+            Ok(text) if text.len() as u64 > MAX_LINT_FILE => problems.push(format!(
+                "{}: larger than {MAX_LINT_FILE} bytes",
+                path.display()
+            )),
+            Ok(text) => files.push((format!("data/{file_name}"), text)),
+            Err(error) => problems.push(format!("{}: cannot read: {error}", path.display())),
+        }
+    }
+    let version_path = dir.join("VERSION");
+    let version = match std::fs::read_to_string(&version_path) {
+        Ok(text) => text.trim().to_owned(),
+        Err(error) => {
+            problems.push(format!("{}: cannot read: {error}", version_path.display()));
+            "0".to_owned()
+        }
+    };
+    if files.is_empty() {
+        problems.push(format!("{}: no *.toml data files", dir.display()));
+    }
+    if !problems.is_empty() {
+        return Ok(LintReport {
+            problems,
+            summary: None,
+        });
+    }
+    // Problems name files as `data/<name>`, also inside messages ("first declared at
+    // data/x.toml:3"); show the paths the contributor edits instead.
+    let names: Vec<String> = files
+        .iter()
+        .filter_map(|(name, _)| name.strip_prefix("data/").map(str::to_owned))
+        .collect();
+    let real_path = |file: &str| match file.strip_prefix("data/") {
+        Some(name) => dir.join(name).display().to_string(),
+        None => file.to_owned(),
+    };
+    let real_message = |message: &str| {
+        names.iter().fold(message.to_owned(), |text, name| {
+            text.replace(
+                &format!(" data/{name}:"),
+                &format!(" {}:", dir.join(name).display()),
+            )
+        })
+    };
+    match Catalog::from_files(&version, files) {
+        Ok(catalog) => {
+            let stats = catalog.stats();
+            Ok(LintReport {
+                problems,
+                summary: Some(format!(
+                    "{}: catalog {} is valid: {} products, {} domain rules, {} process signatures, {} risky settings",
+                    dir.display(),
+                    catalog.version(),
+                    stats.products,
+                    stats.domain_rules,
+                    stats.process_signatures,
+                    stats.risky_total()
+                )),
+            })
+        }
+        Err(CatalogError::Invalid(found)) => Ok(LintReport {
+            problems: found
+                .iter()
+                .map(|problem| {
+                    let message = real_message(&problem.message);
+                    match problem.line {
+                        Some(line) => format!("{}:{line}: {message}", real_path(&problem.file)),
+                        None => format!("{}: {message}", real_path(&problem.file)),
+                    }
+                })
+                .collect(),
+            summary: None,
+        }),
+        Err(CatalogError::Bundle { reason }) => Ok(LintReport {
+            problems: vec![format!("{}: {reason}", dir.display())],
+            summary: None,
+        }),
+    }
+}
+
+fn lint(dir: &Path, json: bool) -> Result<(), CommandError> {
+    let report = lint_dir(dir)?;
+    write_stdout(|out| write_lint(&report, json, out))?;
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CommandError::Usage(format!(
+            "{} problem(s) in {}",
+            report.problems.len(),
+            dir.display()
+        )))
+    }
+}
+
+fn write_lint(report: &LintReport, json: bool, out: &mut impl Write) -> io::Result<()> {
+    for problem in &report.problems {
+        if json {
+            writeln!(out, "{}", serde_json::json!({ "problem": problem }))?;
+        } else {
+            writeln!(out, "{}", escape_for_terminal(problem))?;
+        }
+    }
+    if let Some(summary) = &report.summary {
+        writeln!(out, "{summary}")?;
+    }
+    Ok(())
 }
 
 fn read_names(input: impl BufRead) -> Result<Vec<String>, CommandError> {
@@ -118,7 +315,8 @@ fn read_names(input: impl BufRead) -> Result<Vec<String>, CommandError> {
 struct Answer<'a> {
     name: &'a str,
     matched: bool,
-    /// `domain`, `process` (a program name) or `cmdline`; `null` when nothing matched.
+    /// `domain`, `extension`, `process` (a program name) or `cmdline`; `null` when nothing
+    /// matched.
     kind: Option<&'static str>,
     product: Option<&'a str>,
     /// The product's display name, e.g. "Claude Code".
@@ -126,6 +324,8 @@ struct Answer<'a> {
     vendor: Option<&'a str>,
     category: Option<&'static str>,
     plan: Option<String>,
+    /// The tenant the name reveals, e.g. an Azure OpenAI resource.
+    tenant: Option<String>,
     risk: Vec<&'a str>,
     confidence: Option<&'static str>,
     rule: Option<&'a str>,
@@ -143,6 +343,7 @@ impl<'a> Answer<'a> {
             vendor: None,
             category: None,
             plan: None,
+            tenant: None,
             risk: Vec::new(),
             confidence: None,
             rule: None,
@@ -172,10 +373,15 @@ impl<'a> Answer<'a> {
         } else {
             self.risk.join(", ")
         };
+        // Plan and tenant come from the name itself: escape them like the name.
+        let plan = self.plan.as_deref().map_or("-".into(), escape_for_terminal);
+        let tenant = match &self.tenant {
+            Some(tenant) => format!("   tenant: {}", escape_for_terminal(tenant)),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "  plan: {}   risk: {risk}   confidence: {}",
-            self.plan.as_deref().unwrap_or("-"),
+            "  plan: {plan}{tenant}   risk: {risk}   confidence: {}",
             self.confidence.unwrap_or("-")
         )?;
         writeln!(out, "  rule: {rule}")?;
@@ -197,6 +403,7 @@ fn answer_name<'a>(catalog: &'a Catalog, name: &'a str) -> Answer<'a> {
             vendor: Some(&found.product.vendor),
             category: Some(found.product.category.as_str()),
             plan: found.plan.clone(),
+            tenant: found.tenant.clone(),
             risk: Vec::new(),
             confidence: Some(found.confidence.as_str()),
             rule: Some(found.rule),
@@ -204,7 +411,28 @@ fn answer_name<'a>(catalog: &'a Catalog, name: &'a str) -> Answer<'a> {
             product_name: Some(&found.product.name),
         };
     }
-    // Not a known domain: perhaps a program name (`claude`, `ollama.exe`).
+    // Not a known domain: perhaps an IDE extension id (`saoudrizwan.claude-dev`).
+    if let Some(found) = catalog.extension(name) {
+        return Answer {
+            name,
+            matched: true,
+            kind: Some("extension"),
+            product: Some(&found.product.id),
+            vendor: Some(&found.product.vendor),
+            category: Some(found.product.category.as_str()),
+            plan: None,
+            tenant: None,
+            risk: Vec::new(),
+            confidence: Some("high"),
+            rule: Some(&found.extension.id),
+            reason: Some(format!(
+                "IDE extension id is `{}`",
+                found.extension.extension
+            )),
+            product_name: Some(&found.product.name),
+        };
+    }
+    // Perhaps a program name (`claude`, `ollama.exe`).
     let args = [name.to_owned()];
     let facts = ProcessFacts {
         name,
@@ -249,6 +477,7 @@ fn process_answer<'a>(
         vendor: Some(&found.product.vendor),
         category: Some(found.product.category.as_str()),
         plan: None,
+        tenant: None,
         risk: found.risk_names(),
         confidence: Some(found.confidence.as_str()),
         rule: Some(found.rule),
@@ -373,10 +602,120 @@ mod tests {
         let answer = answer_cmdline(&catalog, "codex --yolo", &words);
         assert_eq!(answer.risk, ["approval_bypass", "sandbox_off"]);
 
+        let answer = answer_name(&catalog, "contoso.openai.azure.com");
+        assert_eq!(answer.tenant.as_deref(), Some("contoso"));
+        let mut human = Vec::new();
+        answer.write_human(&mut human).unwrap();
+        assert!(
+            String::from_utf8(human)
+                .unwrap()
+                .contains("tenant: contoso")
+        );
+
+        let answer = answer_name(&catalog, "saoudrizwan.claude-dev");
+        assert_eq!(
+            (answer.kind, answer.product),
+            (Some("extension"), Some("cline.cline"))
+        );
+
         let answer = answer_name(&catalog, "gemini.com");
         assert!(!answer.matched);
         let mut human = Vec::new();
         answer.write_human(&mut human).unwrap();
         assert_eq!(String::from_utf8(human).unwrap(), "gemini.com: no match\n");
+    }
+
+    fn write(dir: &Path, name: &str, content: &str) {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+
+    const GOOD: &str = "[[product]]\nid = \"acme.thing\"\nvendor = \"Acme\"\nname = \"Thing\"\ncategory = \"chat_app\"\nsources = [\"https://acme.example/\"]\nverified = \"2026-11-21\"\ndomains = [{ suffix = \"thing.acme.example\" }]\n";
+
+    #[test]
+    fn lint_names_every_problem_with_its_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "VERSION", "2026.11.21-1\n");
+        write(dir.path(), "good.toml", GOOD);
+        write(dir.path(), "notes.txt", "not a data file");
+        let report = lint_dir(dir.path()).unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        let summary = report.summary.unwrap();
+        assert!(
+            summary.contains("catalog 2026.11.21-1 is valid: 1 products"),
+            "{summary}"
+        );
+
+        let broken = GOOD
+            .replace("acme.thing", "globex.thing")
+            .replace("\"Acme\"", "\"Globex\"")
+            .replace("thing.acme.example", "github.com")
+            .replace("chat_app", "chatbot");
+        write(dir.path(), "broken.toml", &broken);
+        let overlapping = GOOD
+            .replace("acme.thing", "initech.thing")
+            .replace("\"Acme\"", "\"Initech\"")
+            .replace(
+                "suffix = \"thing.acme.example\"",
+                "exact = \"x.thing.acme.example\"",
+            );
+        write(dir.path(), "overlap.toml", &overlapping);
+        let report = lint_dir(dir.path()).unwrap();
+        let broken_path = dir.path().join("broken.toml").display().to_string();
+        let overlap_path = dir.path().join("overlap.toml").display().to_string();
+        assert!(report.summary.is_none());
+        assert!(
+            report
+                .problems
+                .iter()
+                .any(|p| p.starts_with(&format!("{broken_path}:5: unknown variant `chatbot`"))),
+            "{:#?}",
+            report.problems
+        );
+        let good_path = dir.path().join("good.toml").display().to_string();
+        assert!(
+            report.problems.iter().any(|p| p.starts_with(&format!(
+                "{overlap_path}:8: domain rule `exact x.thing.acme.example` of `initech.thing` overlaps `suffix thing.acme.example` of `acme.thing` at {good_path}:8"
+            ))),
+            "{:#?}",
+            report.problems
+        );
+        let mut text = Vec::new();
+        write_lint(&report, false, &mut text).unwrap();
+        let text = String::from_utf8(text).unwrap();
+        assert_eq!(text.lines().count(), report.problems.len(), "{text}");
+        let mut json = Vec::new();
+        write_lint(&report, true, &mut json).unwrap();
+        let first: serde_json::Value =
+            serde_json::from_str(String::from_utf8(json).unwrap().lines().next().unwrap()).unwrap();
+        assert!(first["problem"].as_str().unwrap().contains(".toml:"));
+    }
+
+    #[test]
+    fn lint_refuses_a_directory_without_version_or_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = lint_dir(dir.path()).unwrap();
+        assert_eq!(report.problems.len(), 2, "{:#?}", report.problems);
+        assert!(
+            report.problems[0].contains("VERSION: cannot read"),
+            "{:#?}",
+            report.problems
+        );
+        assert!(
+            report.problems[1].contains("no *.toml data files"),
+            "{:#?}",
+            report.problems
+        );
+        assert!(matches!(
+            lint_dir(&dir.path().join("missing")),
+            Err(CommandError::Usage(_))
+        ));
+    }
+
+    #[test]
+    fn the_repository_catalog_lints_clean() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog/data");
+        let report = lint_dir(&dir).unwrap();
+        assert_eq!(report.problems, Vec::<String>::new());
+        assert!(report.summary.is_some());
     }
 }

@@ -1,7 +1,7 @@
 //! Domain lookups through one `check(name, expect)` helper.
 //!
-//! `expect` is `"-"` for no match, or `"<product> <pattern>"` plus ` plan=<plan>` when the match
-//! reveals a plan or tenant.
+//! `expect` is `"-"` for no match, or `"<product> <pattern>"` plus ` plan=<plan>` and
+//! ` tenant=<tenant>` when the match reveals a plan or a tenant.
 
 use shadowai_catalog::{Catalog, SHARED_INFRASTRUCTURE};
 
@@ -15,6 +15,9 @@ fn check_with(catalog: &Catalog, name: &str, expect: &str) {
             let mut text = format!("{} {}", found.product.id, found.pattern);
             if let Some(plan) = &found.plan {
                 text.push_str(&format!(" plan={plan}"));
+            }
+            if let Some(tenant) = &found.tenant {
+                text.push_str(&format!(" tenant={tenant}"));
             }
             text
         }
@@ -87,18 +90,71 @@ fn copilot_hosts_reveal_the_plan() {
 }
 
 #[test]
-fn wildcard_labels_name_the_tenant() {
+fn tenant_rules_name_the_tenant() {
     check(
         "contoso-prod.openai.azure.com",
-        "microsoft.azure-openai *.openai.azure.com plan=contoso-prod",
+        "microsoft.azure-openai openai.azure.com tenant=contoso-prod",
     );
     check(
         "Contoso-Prod.OpenAI.Azure.com.",
-        "microsoft.azure-openai *.openai.azure.com plan=contoso-prod",
+        "microsoft.azure-openai openai.azure.com tenant=contoso-prod",
     );
-    // `*` is one label: deeper names and the bare suffix are not Azure OpenAI resources.
-    check("a.b.openai.azure.com", "-");
+    // The bare suffix names no resource.
     check("openai.azure.com", "-");
+}
+
+const TENANTS: &str = r#"
+[[product]]
+id = "acme.cloud"
+vendor = "Acme"
+name = "Acme Cloud AI"
+category = "model_api"
+sources = ["https://acme.example/"]
+verified = "2026-11-21"
+domains = [
+  { suffix = "ai.acme.example", tenant = true },
+  { wildcard = "*.models.acme.example", tenant = true, plan = "models" },
+  { wildcard = "runtime-*.acme.example", plan = "region {*}" },
+  { exact = "console.ai.acme.example" },
+]
+"#;
+
+#[test]
+fn wildcards_and_tenants_reach_the_match() {
+    let catalog =
+        Catalog::from_files("1", vec![("data/acme.toml".into(), TENANTS.into())]).unwrap();
+    let check = |name: &str, expect: &str| check_with(&catalog, name, expect);
+    check(
+        "globex.ai.acme.example",
+        "acme.cloud ai.acme.example tenant=globex",
+    );
+    check(
+        "api.globex.ai.acme.example",
+        "acme.cloud ai.acme.example tenant=globex",
+    );
+    check("ai.acme.example", "-");
+    check(
+        "console.ai.acme.example",
+        "acme.cloud console.ai.acme.example",
+    );
+    check(
+        "initech.models.acme.example",
+        "acme.cloud *.models.acme.example plan=models tenant=initech",
+    );
+    check("a.initech.models.acme.example", "-");
+    check(
+        "runtime-eu-west-1.acme.example",
+        "acme.cloud runtime-*.acme.example plan=region eu-west-1",
+    );
+    check("runtime-.acme.example", "-");
+    check("builder-eu.acme.example", "-");
+    let found = catalog.match_domain("globex.ai.acme.example").unwrap();
+    assert_eq!(
+        found.reason,
+        "domain is under `ai.acme.example`; the label left of it names the tenant"
+    );
+    let found = catalog.match_domain("runtime-x.acme.example").unwrap();
+    assert_eq!(found.reason, "domain matches `runtime-*.acme.example`");
 }
 
 #[test]
@@ -155,7 +211,7 @@ fn hostile_names_match_nothing() {
         "<script>.chatgpt.com",
         "chatgpt.com/path",
         "user@chatgpt.com",
-        "ChatGPT。com",
+        "chatgpt\u{ff0f}com",
     ] {
         check(name, "-");
     }
@@ -168,7 +224,7 @@ fn hostile_names_match_nothing() {
 }
 
 #[test]
-fn punycode_names_are_matched_as_written() {
+fn unicode_names_are_matched_in_their_punycode_form() {
     let content = r#"
 [[product]]
 id = "acme.idn"
@@ -191,8 +247,16 @@ domains = [{ suffix = "xn--bcher-kva.example" }]
         "chat.XN--BCHER-KVA.example.",
         "acme.idn xn--bcher-kva.example",
     );
-    // The Unicode form is not decoded: sensors see the xn-- form on the wire.
-    check_with(&catalog, "bücher.example", "-");
+    // A person may type the Unicode form: it is converted (UTS #46) before the lookup.
+    check_with(&catalog, "bücher.example", "acme.idn xn--bcher-kva.example");
+    check_with(
+        &catalog,
+        "Chat.BÜCHER.example",
+        "acme.idn xn--bcher-kva.example",
+    );
+    check_with(&catalog, "bucher.example", "-");
+    // UTS #46 maps the ideographic full stop to a dot, as a browser would.
+    check("ChatGPT。com", "openai.chatgpt chatgpt.com");
 }
 
 #[test]

@@ -1,9 +1,14 @@
 //! Integration tests of the catalog crate: one binary, one module per concern.
 
 mod bundle;
+mod categories;
+mod coverage;
 mod domains;
 mod embedded;
+mod fuzz;
+mod precision;
 mod processes;
+mod rules;
 mod validation;
 
 use shadowai_catalog::Catalog;
