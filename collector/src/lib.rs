@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod catalogs;
 pub mod config;
 pub mod http;
 pub mod identity;

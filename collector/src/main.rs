@@ -13,7 +13,7 @@ use shadowai_collector::identity::CertificateAuthority;
 use shadowai_collector::ingest::{AgentApi, CatalogRelease, IngestConfig};
 use shadowai_collector::server::{self, Bound, now_ms};
 use shadowai_collector::store::{Role, Store};
-use shadowai_collector::{auth, http, quickstart, tokens};
+use shadowai_collector::{auth, catalogs, http, quickstart, tokens};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,11 @@ enum Command {
     Apikey {
         #[command(subcommand)]
         command: ApikeyCommand,
+    },
+    /// Detection catalog releases served to agents.
+    Catalog {
+        #[command(subcommand)]
+        command: CatalogCommand,
     },
     /// Enrolled agents.
     Agent {
@@ -101,6 +106,17 @@ enum ApikeyCommand {
         #[arg(long, default_value = "api")]
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Validate a catalog directory (VERSION and *.toml, as catalog/data/) and publish it to agents.
+    Publish {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// Show the catalog agents are served now.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -289,6 +305,30 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 .await
                 .context("cannot store the key")?;
             println!("{key}");
+        }
+        Command::Catalog { command } => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            let (store, _) = open(&settings).await?;
+            match command {
+                CatalogCommand::Publish { dir } => {
+                    let release = catalogs::publish_dir(&store, &dir, "cli", now_ms()).await?;
+                    println!(
+                        "published catalog {} (sha256 {})",
+                        release.version, release.sha256
+                    );
+                }
+                CatalogCommand::Show => {
+                    match store.latest_catalog().await.context("cannot read")? {
+                        Some(release) => {
+                            println!("{} (sha256 {}, published)", release.version, release.sha256)
+                        }
+                        None => {
+                            let builtin = CatalogRelease::embedded().context("built-in catalog")?;
+                            println!("{} (sha256 {}, built in)", builtin.version, builtin.sha256);
+                        }
+                    }
+                }
+            }
         }
         Command::Agent { command } => {
             let settings = settings(&cli.common, &no_listen, any_grpc)?;

@@ -118,6 +118,8 @@ struct Shared {
     sensors: Mutex<Vec<v1::SensorHealth>>,
     blind_spots: Mutex<Vec<v1::BlindSpot>>,
     catalog_version: Mutex<String>,
+    /// A catalog the collector offered that failed validation (version, sha256): not fetched again.
+    refused_catalog: Mutex<Option<(String, String)>>,
     started: Instant,
 }
 
@@ -152,6 +154,7 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
         sensors: Mutex::new(Vec::new()),
         blind_spots: Mutex::new(Vec::new()),
         catalog_version: Mutex::new(catalog.version().to_owned()),
+        refused_catalog: Mutex::new(None),
         started: Instant::now(),
     });
     let status = StatusFile::new(&config.state_dir, &identity);
@@ -476,8 +479,17 @@ async fn heartbeat(
             return Err(status);
         }
     };
-    if !response.catalog_version.is_empty() && response.catalog_version != snapshot.catalog_version
-    {
+    let offered = (
+        response.catalog_version.clone(),
+        response.catalog_sha256.clone(),
+    );
+    let is_refused = shared
+        .refused_catalog
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .as_ref()
+        == Some(&offered);
+    if !offered.0.is_empty() && offered.0 != snapshot.catalog_version && !is_refused {
         update_catalog(client, shared, catalogs, &snapshot.catalog_version).await;
     }
     let asked = response.heartbeat_interval_seconds;
@@ -509,9 +521,17 @@ async fn update_catalog(
     if response.content.is_empty() {
         return;
     }
+    let refuse = |why: &str| {
+        warn!(version = %response.version, error = why, "invalid catalog from collector; keeping the current one");
+        *shared
+            .refused_catalog
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((response.version.clone(), response.sha256.clone()));
+    };
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&response.content));
     if digest != response.sha256 {
-        warn!(version = %response.version, "catalog digest mismatch; keeping the current catalog");
+        refuse("digest mismatch");
         return;
     }
     match Catalog::from_bundle(&response.content) {
@@ -523,9 +543,7 @@ async fn update_catalog(
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = catalog.version().to_owned();
             let _ = catalogs.send(Arc::new(catalog));
         }
-        Err(error) => {
-            warn!(error = %error, "invalid catalog from collector; keeping the current one")
-        }
+        Err(error) => refuse(&error.to_string()),
     }
 }
 

@@ -33,6 +33,15 @@ pub struct CatalogRelease {
 }
 
 impl CatalogRelease {
+    /// A release from the store.
+    pub fn from_record(record: crate::store::CatalogReleaseRecord) -> Self {
+        Self {
+            version: record.version,
+            sha256: record.sha256,
+            bundle: Arc::new(record.bundle),
+        }
+    }
+
     /// The catalog built into this collector.
     pub fn embedded() -> Result<Self, shadowai_catalog::CatalogError> {
         let catalog = shadowai_catalog::Catalog::embedded()?;
@@ -59,12 +68,20 @@ impl Default for IngestConfig {
     }
 }
 
+/// How long the newest published catalog is cached before the store is asked again. Bounds how
+/// soon agents see a new release (next heartbeat after this) and the query rate (one per period).
+const CATALOG_REFRESH: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A cached answer to "which catalog is published": when it was read, and what it was.
+type PublishedCatalog = Option<(std::time::Instant, Option<CatalogRelease>)>;
+
 /// The `AgentService` implementation.
 #[derive(Clone)]
 pub struct AgentApi {
     store: Store,
     ca: Arc<CertificateAuthority>,
-    catalog: CatalogRelease,
+    builtin_catalog: CatalogRelease,
+    published_catalog: Arc<std::sync::Mutex<PublishedCatalog>>,
     config: IngestConfig,
 }
 
@@ -79,9 +96,44 @@ impl AgentApi {
         Self {
             store,
             ca,
-            catalog,
+            builtin_catalog: catalog,
+            published_catalog: Arc::new(std::sync::Mutex::new(None)),
             config,
         }
+    }
+
+    /// The catalog agents should run: the newest release published to the store (all collectors
+    /// sharing a database serve the same one), or the built-in catalog while none is published.
+    pub async fn current_catalog(&self) -> CatalogRelease {
+        let cached = {
+            let cache = self
+                .published_catalog
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            cache
+                .as_ref()
+                .filter(|(at, _)| at.elapsed() < CATALOG_REFRESH)
+                .map(|(_, release)| release.clone())
+        };
+        let published = match cached {
+            Some(published) => published,
+            None => {
+                let published = match self.store.latest_catalog().await {
+                    Ok(record) => record.map(CatalogRelease::from_record),
+                    Err(error) => {
+                        warn!(error = %error, "cannot read the published catalog; serving the built-in one");
+                        return self.builtin_catalog.clone();
+                    }
+                };
+                *self
+                    .published_catalog
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some((std::time::Instant::now(), published.clone()));
+                published
+            }
+        };
+        published.unwrap_or_else(|| self.builtin_catalog.clone())
     }
 
     /// Finds the calling agent from the connection's client certificate.
@@ -337,9 +389,10 @@ impl AgentService for AgentApi {
             let third = crate::identity::AGENT_CERTIFICATE_LIFETIME.whole_milliseconds() as i64 / 3;
             c.not_after_ms - unix_ms(now) < third
         });
+        let catalog = self.current_catalog().await;
         Ok(Response::new(v1::HeartbeatResponse {
-            catalog_version: self.catalog.version.clone(),
-            catalog_sha256: self.catalog.sha256.clone(),
+            catalog_version: catalog.version,
+            catalog_sha256: catalog.sha256,
             server_time_ms: unix_ms(now),
             heartbeat_interval_seconds: self.config.heartbeat_interval_seconds,
             renew_certificate,
@@ -351,15 +404,16 @@ impl AgentService for AgentApi {
         request: Request<v1::FetchCatalogRequest>,
     ) -> Result<Response<v1::FetchCatalogResponse>, Status> {
         self.caller(&request).await?;
-        let is_current = request.get_ref().known_version == self.catalog.version;
+        let catalog = self.current_catalog().await;
+        let is_current = request.get_ref().known_version == catalog.version;
         Ok(Response::new(v1::FetchCatalogResponse {
-            version: self.catalog.version.clone(),
-            sha256: self.catalog.sha256.clone(),
             content: if is_current {
                 Vec::new()
             } else {
-                self.catalog.bundle.as_ref().clone()
+                catalog.bundle.as_ref().clone()
             },
+            version: catalog.version,
+            sha256: catalog.sha256,
         }))
     }
 }

@@ -57,6 +57,9 @@ macro_rules! on_pool {
     };
 }
 
+mod catalogs;
+pub use catalogs::CatalogReleaseRecord;
+
 impl Store {
     /// Opens (creating a SQLite file if missing) and migrates the database at `url`:
     /// `sqlite://PATH` or `postgres://...` (`postgresql://` too).

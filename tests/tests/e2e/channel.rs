@@ -22,10 +22,10 @@ use tonic::Code;
 
 use crate::support::TestDatabase;
 
-struct Collector {
-    store: Store,
-    ca: Arc<CertificateAuthority>,
-    url: CollectorUrl,
+pub(crate) struct Collector {
+    pub(crate) store: Store,
+    pub(crate) ca: Arc<CertificateAuthority>,
+    pub(crate) url: CollectorUrl,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     _database: Option<TestDatabase>,
@@ -40,6 +40,11 @@ impl Drop for Collector {
 }
 
 async fn start(backend: Backend) -> Option<Collector> {
+    start_with(backend, IngestConfig::default()).await
+}
+
+/// Starts an in-process collector on loopback with its own CA and database.
+pub(crate) async fn start_with(backend: Backend, ingest: IngestConfig) -> Option<Collector> {
     let dir = tempfile::tempdir().unwrap();
     let (url, database) = match backend {
         Backend::Sqlite => (
@@ -61,7 +66,7 @@ async fn start(backend: Backend) -> Option<Collector> {
         store.clone(),
         ca.clone(),
         CatalogRelease::embedded().unwrap(),
-        IngestConfig::default(),
+        ingest,
     );
     let tls = server::agent_tls_config(&ca, &["127.0.0.1".to_owned()]).unwrap();
     let router = http::router(http::HttpState::new(
@@ -89,7 +94,7 @@ async fn start(backend: Backend) -> Option<Collector> {
 }
 
 #[derive(Clone, Copy)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -108,7 +113,7 @@ impl Collector {
         .unwrap()
     }
 
-    async fn enroll(&self, state: &Path) -> identity::Identity {
+    pub(crate) async fn enroll(&self, state: &Path) -> identity::Identity {
         let token = self.token(Some(1)).await;
         identity::enroll(&self.url, &token, state, 0).await.unwrap()
     }

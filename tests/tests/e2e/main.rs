@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod catalog_update;
 mod channel;
 mod hostile;
 mod quickstart;
