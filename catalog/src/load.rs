@@ -184,6 +184,11 @@ pub(crate) fn load_files(files: &[(String, String)]) -> Result<Vec<Product>, Vec
         let mut checker = Checker {
             file,
             content,
+            newlines: content
+                .bytes()
+                .enumerate()
+                .filter_map(|(at, byte)| (byte == b'\n').then_some(at))
+                .collect(),
             problems: &mut problems,
         };
         checker.read(&mut located);
@@ -207,6 +212,9 @@ struct Located {
 struct Checker<'a> {
     file: &'a str,
     content: &'a str,
+    /// Offsets of every `\n`, so that a line number is a binary search, not a scan of the
+    /// file for every entry.
+    newlines: Vec<usize>,
     problems: &'a mut Vec<Problem>,
 }
 
@@ -794,11 +802,7 @@ impl Checker<'_> {
 
     fn line_of(&self, offset: usize) -> usize {
         let end = offset.min(self.content.len());
-        self.content.as_bytes()[..end]
-            .iter()
-            .filter(|byte| **byte == b'\n')
-            .count()
-            + 1
+        self.newlines.partition_point(|newline| *newline < end) + 1
     }
 }
 

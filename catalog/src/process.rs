@@ -1,7 +1,7 @@
 //! Process rules: name normalisation, exe globs, and the compiled process matcher.
 //!
 //! Matching gathers candidate rules from three indexes built once (a hash of names, one
-//! `RegexSet` over executable paths, one `RegexSet` over command lines), then checks every
+//! `RegexSet` over executable paths, `RegexSet`s over command lines), then checks every
 //! condition of each candidate. Cost grows with the process's own facts and the few candidate
 //! rules, not with the size of the catalog.
 
@@ -9,6 +9,12 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 
 use regex::{RegexSet, RegexSetBuilder, SetMatches};
+
+/// Exe globs are matched as bytes without Unicode classes: `[^/]` is then one byte class
+/// instead of a UTF-8 automaton, which keeps the set small to compile and fast to run. Paths
+/// are compared byte for byte (Windows paths ignore ASCII case).
+type ExeSet = regex::bytes::RegexSet;
+type ExeMatches = regex::bytes::SetMatches;
 
 use crate::load::REGEX_SIZE_LIMIT;
 use crate::model::{Confidence, Product, Runtime};
@@ -274,7 +280,7 @@ pub(crate) struct Found {
 pub(crate) struct ProcessIndex {
     rules: Vec<CompiledRule>,
     by_name: HashMap<String, Vec<usize>>,
-    exe_set: RegexSet,
+    exe_set: ExeSet,
     exe_owner: Vec<usize>,
     exe_glob: Vec<(usize, usize, usize)>,
     /// Command-line patterns, one set per runtime gate: rules that require a runtime are only
@@ -383,7 +389,8 @@ impl ProcessIndex {
                 });
             }
         }
-        let exe_set = RegexSetBuilder::new(&exe_patterns)
+        let exe_set = regex::bytes::RegexSetBuilder::new(&exe_patterns)
+            .unicode(false)
             .size_limit(REGEX_SIZE_LIMIT * 16)
             .build()
             .map_err(|error| format!("exe globs do not compile together: {error}"))?;
@@ -411,15 +418,16 @@ impl ProcessIndex {
     /// Finds the best rule for a process: highest confidence, then the rule with the most kinds
     /// of condition, then the first in catalog order. Only the winner's explanation is written.
     pub(crate) fn find(&self, products: &[Product], facts: &Prepared<'_>) -> Option<Found> {
-        let exe_hits = if facts.exe.is_empty() || self.exe_owner.is_empty() {
-            None
-        } else {
-            Some(self.exe_set.matches(&facts.exe))
-        };
+        // Most processes match no pattern: a plain `is_match` answers that more cheaply than
+        // collecting every overlapping match, which only runs when something matched.
+        let exe = facts.exe.as_bytes();
+        let exe_hits =
+            (!exe.is_empty() && self.exe_set.is_match(exe)).then(|| self.exe_set.matches(exe));
         // The ungated set always runs; a runtime's set only under that runtime.
         let search = |gate: usize| {
             let cmdline = &self.cmdline_sets[gate];
-            (!cmdline.owner.is_empty()).then(|| cmdline.set.matches(&facts.cmdline))
+            (!cmdline.owner.is_empty() && cmdline.set.is_match(&facts.cmdline))
+                .then(|| cmdline.set.matches(&facts.cmdline))
         };
         let cmdline_hits = [
             search(0),
@@ -488,7 +496,7 @@ impl ProcessIndex {
         products: &[Product],
         compiled: &CompiledRule,
         facts: &Prepared<'_>,
-        exe_hits: Option<&SetMatches>,
+        exe_hits: Option<&ExeMatches>,
         cmdline_hits: &[Option<SetMatches>; 3],
     ) -> Option<Evidence> {
         let rule = &products[compiled.product].processes[compiled.rule];
@@ -540,7 +548,8 @@ impl ProcessIndex {
         Some(evidence)
     }
 
-    /// The explanation of a match, written once for the winning rule.
+    /// The explanation of a match, written once for the winning rule (with `push_str`: this
+    /// runs for every matched process, and `format!` costs more than the matching).
     fn explain(
         &self,
         products: &[Product],
@@ -548,37 +557,56 @@ impl ProcessIndex {
         evidence: &Evidence,
     ) -> String {
         let rule = &products[compiled.product].processes[compiled.rule];
-        let mut reasons: Vec<String> = Vec::new();
+        let mut reason = String::with_capacity(96);
+        let part = |reason: &mut String, words: &[&str]| {
+            if !reason.is_empty() {
+                reason.push_str(" and ");
+            }
+            for word in words {
+                reason.push_str(word);
+            }
+        };
         if let Some((name_index, source)) = evidence.name {
-            reasons.push(format!(
-                "{} `{}`",
-                source.describe(),
-                rule.names[name_index]
-            ));
+            part(
+                &mut reason,
+                &[source.describe(), " `", &rule.names[name_index], "`"],
+            );
         }
         if let Some(runtime) = compiled.runtime {
-            reasons.push(format!("it runs under {}", runtime.as_str()));
+            part(&mut reason, &["it runs under ", runtime.as_str()]);
         }
         if let Some(id) = evidence.exe {
             let (_, os_index, glob_index) = self.exe_glob[id];
             let globs = [&rule.exe.linux, &rule.exe.macos, &rule.exe.windows][os_index];
-            reasons.push(format!("executable path matches `{}`", globs[glob_index]));
+            part(
+                &mut reason,
+                &["executable path matches `", &globs[glob_index], "`"],
+            );
         }
         if let Some(position) = evidence.cmdline {
-            reasons.push(format!("command line matches `{}`", rule.cmdline[position]));
+            part(
+                &mut reason,
+                &["command line matches `", &rule.cmdline[position], "`"],
+            );
         }
         if !rule.args.is_empty() {
-            let listed = rule
-                .args
-                .iter()
-                .map(|arg| format!("`{arg}`"))
-                .collect::<Vec<_>>();
-            reasons.push(format!("arguments contain {}", listed.join(", ")));
+            part(&mut reason, &["arguments contain "]);
+            for (index, arg) in rule.args.iter().enumerate() {
+                if index > 0 {
+                    reason.push_str(", ");
+                }
+                reason.push('`');
+                reason.push_str(arg);
+                reason.push('`');
+            }
         }
         if let Some(position) = evidence.arg_any {
-            reasons.push(format!("arguments contain `{}`", rule.args_any[position]));
+            part(
+                &mut reason,
+                &["arguments contain `", &rule.args_any[position], "`"],
+            );
         }
-        reasons.join(" and ")
+        reason
     }
 }
 
