@@ -143,8 +143,10 @@ pub struct Detection {
     pub rule: String,
     /// Why it matched.
     pub reason: String,
-    /// Plan or tenant the evidence reveals.
+    /// Plan the evidence reveals (e.g. `business`, a region).
     pub plan: Option<String>,
+    /// Tenant the evidence reveals (e.g. the Azure OpenAI resource of `contoso.openai.azure.com`).
+    pub tenant: Option<String>,
     /// The catalog version that matched.
     pub catalog_version: String,
     /// How many times it was seen in the de-duplication window (at least 1).
@@ -155,8 +157,98 @@ pub struct Detection {
     pub src: Option<String>,
     /// Destination address:port, for network signals.
     pub dst: Option<String>,
-    /// For processes: seen before with another executable, command line or verdict.
-    pub changed: bool,
+    /// The signal-specific evidence; its variant matches `signal`.
+    pub evidence: Evidence,
+}
+
+/// What a process detection reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProcessEventKind {
+    /// First seen since the agent started, or a new process.
+    Started,
+    /// Seen before with another executable, command line or verdict.
+    Changed,
+    /// An AI agent process spawned it (lineage detection).
+    SpawnedByAgent,
+}
+
+/// The signal-specific evidence of a detection (the wire's `Observation.kind`). Every string is
+/// already capped by the sensor that made it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Evidence {
+    /// A process.
+    Process {
+        /// Why it is reported now.
+        event: ProcessEventKind,
+    },
+    /// A DNS query or answer.
+    Dns {
+        /// Query type number (1 A, 28 AAAA, 65 HTTPS, ...).
+        qtype: u16,
+        /// Addresses from the answer, when seen (at most 32).
+        answers: Vec<String>,
+        /// The resolver address the query went to.
+        resolver: String,
+        /// DNS over TCP.
+        tcp: bool,
+    },
+    /// A TLS ClientHello over TCP.
+    TlsSni {
+        /// ALPN protocols offered (at most 16).
+        alpn: Vec<String>,
+        /// The hello carries an encrypted_client_hello extension.
+        ech: bool,
+    },
+    /// A QUIC Initial's ClientHello.
+    QuicSni {
+        /// QUIC version (1, or 0x6b3343cf for v2).
+        version: u32,
+        /// ALPN protocols offered (at most 16).
+        alpn: Vec<String>,
+    },
+    /// A configuration file.
+    Config {
+        /// The file.
+        path: String,
+        /// The setting that matters, e.g. `permissions.defaultMode` or `mcpServers.github`.
+        setting: String,
+        /// Its value, secrets redacted, capped at 1 KiB.
+        value: String,
+        /// For MCP servers: the server name, the command or remote host, and the transport.
+        mcp: Option<McpServer>,
+    },
+    /// A listening socket.
+    Listener {
+        /// Bind address.
+        address: String,
+        /// Port.
+        port: u16,
+        /// `tcp` or `udp`.
+        protocol: &'static str,
+        /// Bound beyond loopback.
+        exposed: bool,
+    },
+    /// An installed app or IDE extension.
+    App {
+        /// Bundle id, package name or extension id.
+        app_id: String,
+        /// Install path.
+        path: String,
+        /// Installed version (`""` when unknown).
+        version: String,
+    },
+}
+
+/// An MCP server declared in a client's configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct McpServer {
+    /// The server's name in the config.
+    pub name: String,
+    /// The command (redacted), or the remote URL's host.
+    pub target: String,
+    /// `stdio`, `http` or `sse`.
+    pub transport: String,
 }
 
 impl Detection {
@@ -166,7 +258,7 @@ impl Detection {
         catalog_version: &str,
         process: ProcessRef,
         ts_ms: i64,
-        changed: bool,
+        event: ProcessEventKind,
     ) -> Detection {
         Detection {
             id: new_id(ts_ms),
@@ -181,28 +273,29 @@ impl Detection {
             rule: found.rule.to_owned(),
             reason: found.reason.clone(),
             plan: None,
+            tenant: None,
             catalog_version: catalog_version.to_owned(),
             count: 1,
             process: Some(process),
             src: None,
             dst: None,
-            changed,
+            evidence: Evidence::Process { event },
         }
     }
 
     /// A network detection (DNS, TLS or QUIC SNI) from a catalog match. `name` is the name as
-    /// seen, capped at 253 bytes.
+    /// seen, capped at 253 bytes; `evidence` must be a `Dns`, `TlsSni` or `QuicSni` variant.
     pub fn from_domain_match(
         found: &DomainMatch<'_>,
         catalog_version: &str,
-        signal: Signal,
+        evidence: Evidence,
         name: &str,
         ts_ms: i64,
     ) -> Detection {
         Detection {
             id: new_id(ts_ms),
             ts_ms,
-            signal,
+            signal: evidence.signal(),
             name: redact::cap(name, 253).0.to_owned(),
             product: found.product.id.clone(),
             vendor: found.product.vendor.clone(),
@@ -212,12 +305,13 @@ impl Detection {
             rule: found.rule.to_owned(),
             reason: found.reason.clone(),
             plan: found.plan.clone(),
+            tenant: found.tenant.clone(),
             catalog_version: catalog_version.to_owned(),
             count: 1,
             process: None,
             src: None,
             dst: None,
-            changed: false,
+            evidence,
         }
     }
 
@@ -251,11 +345,12 @@ impl Detection {
             rule: &self.rule,
             reason: &self.reason,
             plan: self.plan.as_deref(),
-            event: (self.signal == Signal::Process).then_some(if self.changed {
-                "changed"
-            } else {
-                "started"
-            }),
+            tenant: self.tenant.as_deref(),
+            event: match &self.evidence {
+                Evidence::Process { event } => Some(*event),
+                _ => None,
+            },
+            evidence: JsonEvidence::of(&self.evidence),
             id: self.id.to_string(),
             catalog_version: &self.catalog_version,
             count: self.count,
@@ -280,51 +375,83 @@ impl Detection {
         });
         let src = self.src.clone().unwrap_or_default();
         let dst = self.dst.clone().unwrap_or_default();
-        // Sensors for config files, listeners and apps will carry their own evidence; until
-        // then these observations hold what a detection knows.
-        let kind = match self.signal {
-            Signal::Process => {
-                let event = if self.changed {
-                    v1::ProcessEvent::Changed
-                } else {
-                    v1::ProcessEvent::Started
+        let name = self.name.clone();
+        let kind = match &self.evidence {
+            Evidence::Process { event } => {
+                let event = match event {
+                    ProcessEventKind::Started => v1::ProcessEvent::Started,
+                    ProcessEventKind::Changed => v1::ProcessEvent::Changed,
+                    ProcessEventKind::SpawnedByAgent => v1::ProcessEvent::SpawnedByAgent,
                 };
                 v1::observation::Kind::ProcessSeen(v1::ProcessObservation {
                     event: event as i32,
                 })
             }
-            Signal::Dns => v1::observation::Kind::Dns(v1::DnsObservation {
-                qname: self.name.clone(),
-                ..Default::default()
+            Evidence::Dns {
+                qtype,
+                answers,
+                resolver,
+                tcp,
+            } => v1::observation::Kind::Dns(v1::DnsObservation {
+                qname: name,
+                qtype: u32::from(*qtype),
+                answers: answers.clone(),
+                resolver: resolver.clone(),
+                tcp: *tcp,
             }),
-            Signal::TlsSni => v1::observation::Kind::TlsSni(v1::TlsSniObservation {
-                server_name: self.name.clone(),
-                src,
-                dst,
-                ..Default::default()
-            }),
-            Signal::QuicSni => v1::observation::Kind::QuicSni(v1::QuicSniObservation {
-                server_name: self.name.clone(),
-                src,
-                dst,
-                ..Default::default()
-            }),
-            Signal::Config => v1::observation::Kind::Config(v1::ConfigObservation {
-                path: self.name.clone(),
-                ..Default::default()
-            }),
-            Signal::Listener => {
-                let (address, port) = split_host_port(&dst);
-                v1::observation::Kind::Listener(v1::ListenerObservation {
-                    address: address.to_owned(),
-                    port,
-                    protocol: "tcp".to_owned(),
-                    exposed: self.risk.iter().any(|risk| risk == "network_exposed"),
+            Evidence::TlsSni { alpn, ech } => {
+                v1::observation::Kind::TlsSni(v1::TlsSniObservation {
+                    server_name: name,
+                    alpn: alpn.clone(),
+                    ech: *ech,
+                    src,
+                    dst,
                 })
             }
-            Signal::App => v1::observation::Kind::App(v1::AppObservation {
-                app_id: self.name.clone(),
-                ..Default::default()
+            Evidence::QuicSni { version, alpn } => {
+                v1::observation::Kind::QuicSni(v1::QuicSniObservation {
+                    server_name: name,
+                    quic_version: *version,
+                    alpn: alpn.clone(),
+                    src,
+                    dst,
+                })
+            }
+            Evidence::Config {
+                path,
+                setting,
+                value,
+                mcp,
+            } => v1::observation::Kind::Config(v1::ConfigObservation {
+                path: path.clone(),
+                setting: setting.clone(),
+                value: value.clone(),
+                mcp_server: mcp.as_ref().map(|m| m.name.clone()).unwrap_or_default(),
+                mcp_target: mcp.as_ref().map(|m| m.target.clone()).unwrap_or_default(),
+                mcp_transport: mcp
+                    .as_ref()
+                    .map(|m| m.transport.clone())
+                    .unwrap_or_default(),
+            }),
+            Evidence::Listener {
+                address,
+                port,
+                protocol,
+                exposed,
+            } => v1::observation::Kind::Listener(v1::ListenerObservation {
+                address: address.clone(),
+                port: u32::from(*port),
+                protocol: (*protocol).to_owned(),
+                exposed: *exposed,
+            }),
+            Evidence::App {
+                app_id,
+                path,
+                version,
+            } => v1::observation::Kind::App(v1::AppObservation {
+                app_id: app_id.clone(),
+                path: path.clone(),
+                version: version.clone(),
             }),
         };
         v1::Observation {
@@ -339,6 +466,7 @@ impl Detection {
                 risk: self.risk.clone(),
                 confidence: confidence_to_wire(&self.confidence) as i32,
                 plan: self.plan.clone().unwrap_or_default(),
+                tenant: self.tenant.clone().unwrap_or_default(),
                 catalog_version: self.catalog_version.clone(),
                 count: self.count,
             }),
@@ -367,8 +495,12 @@ struct JsonLine<'a> {
     rule: &'a str,
     reason: &'a str,
     plan: Option<&'a str>,
+    tenant: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    event: Option<&'static str>,
+    event: Option<ProcessEventKind>,
+    /// Signal-specific fields (`qtype`, `alpn`, `path`, `port`, ...), flattened into the line.
+    #[serde(flatten)]
+    evidence: JsonEvidence<'a>,
     id: String,
     catalog_version: &'a str,
     count: u32,
@@ -416,14 +548,112 @@ fn confidence_to_wire(confidence: &str) -> v1::Confidence {
     }
 }
 
-/// Splits `address:port` (IPv6 in brackets); a missing or bad port is 0.
-fn split_host_port(text: &str) -> (&str, u32) {
-    match text.rsplit_once(':') {
-        Some((host, port)) => {
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            (host, port.parse().unwrap_or(0))
+impl Evidence {
+    /// The signal this evidence belongs to.
+    pub fn signal(&self) -> Signal {
+        match self {
+            Evidence::Process { .. } => Signal::Process,
+            Evidence::Dns { .. } => Signal::Dns,
+            Evidence::TlsSni { .. } => Signal::TlsSni,
+            Evidence::QuicSni { .. } => Signal::QuicSni,
+            Evidence::Config { .. } => Signal::Config,
+            Evidence::Listener { .. } => Signal::Listener,
+            Evidence::App { .. } => Signal::App,
         }
-        None => (text, 0),
+    }
+}
+
+/// The evidence fields of a JSON line; process events print as `event`, so `Process` adds none.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonEvidence<'a> {
+    None {},
+    Dns {
+        qtype: u16,
+        answers: &'a [String],
+        resolver: &'a str,
+        tcp: bool,
+    },
+    Tls {
+        alpn: &'a [String],
+        ech: bool,
+    },
+    Quic {
+        quic_version: u32,
+        alpn: &'a [String],
+    },
+    Config {
+        path: &'a str,
+        setting: &'a str,
+        value: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        mcp: Option<&'a McpServer>,
+    },
+    Listener {
+        address: &'a str,
+        port: u16,
+        protocol: &'static str,
+        exposed: bool,
+    },
+    App {
+        app_id: &'a str,
+        path: &'a str,
+        version: &'a str,
+    },
+}
+
+impl<'a> JsonEvidence<'a> {
+    fn of(evidence: &'a Evidence) -> JsonEvidence<'a> {
+        match evidence {
+            Evidence::Process { .. } => JsonEvidence::None {},
+            Evidence::Dns {
+                qtype,
+                answers,
+                resolver,
+                tcp,
+            } => JsonEvidence::Dns {
+                qtype: *qtype,
+                answers,
+                resolver,
+                tcp: *tcp,
+            },
+            Evidence::TlsSni { alpn, ech } => JsonEvidence::Tls { alpn, ech: *ech },
+            Evidence::QuicSni { version, alpn } => JsonEvidence::Quic {
+                quic_version: *version,
+                alpn,
+            },
+            Evidence::Config {
+                path,
+                setting,
+                value,
+                mcp,
+            } => JsonEvidence::Config {
+                path,
+                setting,
+                value,
+                mcp: mcp.as_ref(),
+            },
+            Evidence::Listener {
+                address,
+                port,
+                protocol,
+                exposed,
+            } => JsonEvidence::Listener {
+                address,
+                port: *port,
+                protocol,
+                exposed: *exposed,
+            },
+            Evidence::App {
+                app_id,
+                path,
+                version,
+            } => JsonEvidence::App {
+                app_id,
+                path,
+                version,
+            },
+        }
     }
 }
 
@@ -454,7 +684,13 @@ mod tests {
             user: "alice",
             uid: Some(1000),
         });
-        Detection::from_process_match(&found, catalog.version(), process, 1_763_736_368_123, false)
+        Detection::from_process_match(
+            &found,
+            catalog.version(),
+            process,
+            1_763_736_368_123,
+            ProcessEventKind::Started,
+        )
     }
 
     #[test]
@@ -528,7 +764,9 @@ mod tests {
                 event: v1::ProcessEvent::Started as i32
             }))
         );
-        detection.changed = true;
+        detection.evidence = Evidence::Process {
+            event: ProcessEventKind::Changed,
+        };
         assert_eq!(
             detection.to_observation().kind,
             Some(v1::observation::Kind::ProcessSeen(v1::ProcessObservation {
@@ -546,7 +784,10 @@ mod tests {
         let mut detection = Detection::from_domain_match(
             &found,
             catalog.version(),
-            Signal::TlsSni,
+            Evidence::TlsSni {
+                alpn: vec!["h2".into()],
+                ech: false,
+            },
             "api.business.githubcopilot.com",
             0,
         );
@@ -556,6 +797,8 @@ mod tests {
         assert_eq!(value["signal"], "tls_sni");
         assert_eq!(value["plan"], "business");
         assert_eq!(value["dst"], "140.82.112.22:443");
+        assert_eq!(value["alpn"], serde_json::json!(["h2"]));
+        assert_eq!(value["ech"], false);
         assert!(value.get("process").is_none());
         assert!(value.get("event").is_none());
         let observation = detection.to_observation();
@@ -565,6 +808,41 @@ mod tests {
         };
         assert_eq!(sni.server_name, "api.business.githubcopilot.com");
         assert_eq!(sni.dst, "140.82.112.22:443");
+        assert_eq!(sni.alpn, ["h2"]);
+    }
+
+    #[test]
+    fn domain_detections_carry_the_tenant() {
+        let catalog = Catalog::embedded().unwrap();
+        let found = catalog
+            .match_domain("contoso-prod.openai.azure.com")
+            .unwrap();
+        let detection = Detection::from_domain_match(
+            &found,
+            catalog.version(),
+            Evidence::Dns {
+                qtype: 1,
+                answers: vec!["10.1.2.3".into()],
+                resolver: "127.0.0.53".into(),
+                tcp: false,
+            },
+            "contoso-prod.openai.azure.com",
+            0,
+        );
+        assert_eq!(detection.signal, Signal::Dns);
+        let value: serde_json::Value = serde_json::from_str(&detection.to_json_line()).unwrap();
+        assert_eq!(value["tenant"], "contoso-prod");
+        assert_eq!(value["qtype"], 1);
+        assert_eq!(value["answers"], serde_json::json!(["10.1.2.3"]));
+        let observation = detection.to_observation();
+        assert_eq!(observation.detection.unwrap().tenant, "contoso-prod");
+        let Some(v1::observation::Kind::Dns(dns)) = observation.kind else {
+            panic!("expected a DNS observation")
+        };
+        assert_eq!(
+            (dns.qname.as_str(), dns.qtype),
+            ("contoso-prod.openai.azure.com", 1)
+        );
     }
 
     #[test]

@@ -98,6 +98,7 @@ async fn app_with(config: HttpConfig) -> App {
         risk: vec!["exposed".into()],
         confidence: "high".into(),
         plan: None,
+        tenant: None,
         catalog_version: "2025.06.1".into(),
         count: 1,
         process: Some(ObservedProcess {
@@ -400,6 +401,7 @@ async fn api_pages_with_a_cursor() {
         risk: vec![],
         confidence: "high".into(),
         plan: None,
+        tenant: None,
         catalog_version: "1".into(),
         count: 1,
         process: None,

@@ -246,6 +246,7 @@ fn observation(product: &str, observed_at_ms: i64) -> NewObservation {
         risk: Vec::new(),
         confidence: "high".to_owned(),
         plan: None,
+        tenant: None,
         catalog_version: "2025.06.1".to_owned(),
         count: 1,
         process: Some(ObservedProcess {

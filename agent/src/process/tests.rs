@@ -59,10 +59,11 @@ fn summary(detections: &[crate::detect::Detection]) -> Vec<String> {
         .iter()
         .map(|detection| {
             let pid = detection.process.as_ref().map(|p| p.pid).unwrap_or(0);
-            let event = if detection.changed {
-                "changed"
-            } else {
-                "started"
+            let event = match detection.evidence {
+                crate::detect::Evidence::Process {
+                    event: crate::detect::ProcessEventKind::Changed,
+                } => "changed",
+                _ => "started",
             };
             format!("{pid} {} {event}", detection.product)
         })

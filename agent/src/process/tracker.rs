@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use shadowai_catalog::{Catalog, ProcessFacts};
 
-use crate::detect::{Detection, ProcessRef, RawProcess};
+use crate::detect::{Detection, ProcessEventKind, ProcessRef, RawProcess};
 
 /// One process of a listing, as the OS shell read it.
 #[derive(Debug, Clone, Copy)]
@@ -195,7 +195,11 @@ impl Tracker {
             self.catalog.version(),
             process_ref,
             now_ms,
-            changed,
+            if changed {
+                ProcessEventKind::Changed
+            } else {
+                ProcessEventKind::Started
+            },
         );
         (Some(verdict), Some(detection))
     }

@@ -301,6 +301,7 @@ struct ObservationJson {
     risk: Vec<String>,
     confidence: String,
     plan: Option<String>,
+    tenant: Option<String>,
     count: u32,
     process: Option<ObservationProcessJson>,
     details: serde_json::Value,
@@ -334,6 +335,7 @@ impl ObservationJson {
             risk: o.risk.clone(),
             confidence: o.confidence.clone(),
             plan: o.plan.clone(),
+            tenant: o.tenant.clone(),
             count: o.count,
             process: o.process.as_ref().map(|p| ObservationProcessJson {
                 pid: p.pid,

@@ -137,6 +137,7 @@ fn observation(index: usize, o: &v1::Observation, now_ms: i64) -> Result<NewObse
         }
     };
     let plan = text(&at("detection.plan"), &detection.plan, 256)?;
+    let tenant = text(&at("detection.tenant"), &detection.tenant, 256)?;
     let process = o
         .process
         .as_ref()
@@ -160,6 +161,7 @@ fn observation(index: usize, o: &v1::Observation, now_ms: i64) -> Result<NewObse
         risk: list(&at("detection.risk"), &detection.risk, 32, 64)?,
         confidence: confidence.to_owned(),
         plan: (!plan.is_empty()).then_some(plan),
+        tenant: (!tenant.is_empty()).then_some(tenant),
         catalog_version: text(
             &at("detection.catalog_version"),
             &detection.catalog_version,

@@ -434,9 +434,9 @@ impl Store {
                     "INSERT INTO observations (id, agent_id, observed_at_ms, received_at_ms, signal, name, \
                      product, vendor, category, rule, reason, risk, confidence, plan, catalog_version, count, \
                      process_pid, process_parent_pid, process_name, process_exe, process_cmdline, process_user, \
-                     details, evidence) \
+                     details, evidence, tenant) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                     $17, $18, $19, $20, $21, $22, $23, $24) \
+                     $17, $18, $19, $20, $21, $22, $23, $24, $25) \
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(&observation_id)
@@ -463,6 +463,7 @@ impl Store {
                 .bind(process.map(|p| p.user.as_str()))
                 .bind(observation.details.to_string())
                 .bind(observation.evidence.as_slice())
+                .bind(observation.tenant.as_deref())
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
@@ -568,7 +569,7 @@ impl Store {
                 "SELECT o.id, o.agent_id, a.hostname, o.observed_at_ms, o.received_at_ms, o.signal, o.name, \
                  o.product, o.vendor, o.category, o.rule, o.reason, o.risk, o.confidence, o.plan, \
                  o.catalog_version, o.count, o.process_pid, o.process_parent_pid, o.process_name, \
-                 o.process_exe, o.process_cmdline, o.process_user, o.details \
+                 o.process_exe, o.process_cmdline, o.process_user, o.details, o.tenant \
                  FROM observations o JOIN agents a ON a.id = o.agent_id \
                  WHERE ($1 IS NULL OR o.observed_at_ms < $1 OR (o.observed_at_ms = $1 AND o.id < $2)) \
                  AND ($3 IS NULL OR o.agent_id = $3) \

@@ -212,6 +212,8 @@ pub struct NewObservation {
     pub risk: Vec<String>,
     pub confidence: String,
     pub plan: Option<String>,
+    /// The tenant the evidence reveals (an Azure OpenAI resource, a Copilot org host label).
+    pub tenant: Option<String>,
     pub catalog_version: String,
     pub count: u32,
     pub process: Option<ObservedProcess>,
@@ -250,6 +252,8 @@ pub struct StoredObservation {
     pub risk: Vec<String>,
     pub confidence: String,
     pub plan: Option<String>,
+    /// The tenant the evidence reveals (an Azure OpenAI resource, a Copilot org host label).
+    pub tenant: Option<String>,
     pub catalog_version: String,
     pub count: u32,
     pub process: Option<ObservedProcess>,

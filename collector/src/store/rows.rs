@@ -98,6 +98,7 @@ pub(super) struct ObservationRow {
     process_cmdline: Option<String>,
     process_user: Option<String>,
     details: String,
+    tenant: Option<String>,
 }
 
 impl ObservationRow {
@@ -133,6 +134,7 @@ impl ObservationRow {
                 .map_err(|_| StoreError::Corrupt { what: "risk" })?,
             confidence: self.confidence,
             plan: self.plan,
+            tenant: self.tenant,
             catalog_version: self.catalog_version,
             count: u32_of(self.count, "count")?,
             process,

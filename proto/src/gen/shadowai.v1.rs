@@ -70,7 +70,7 @@ pub struct Detection {
     /// Confidence of the match.
     #[prost(enumeration = "Confidence", tag = "7")]
     pub confidence: i32,
-    /// Plan or tenant that the evidence reveals, e.g. "business" or an Azure resource name (max 256 bytes).
+    /// Plan that the evidence reveals, e.g. "business" for a Copilot Business host, or a cloud region (max 256 bytes).
     #[prost(string, tag = "8")]
     pub plan: ::prost::alloc::string::String,
     /// The catalog version that produced this detection (max 64 bytes).
@@ -79,6 +79,9 @@ pub struct Detection {
     /// How many times the agent saw the same thing in its de-duplication window (at least 1).
     #[prost(uint32, tag = "10")]
     pub count: u32,
+    /// Tenant that the evidence reveals, e.g. the Azure OpenAI resource "contoso" of contoso.openai.azure.com (max 256 bytes).
+    #[prost(string, tag = "11")]
+    pub tenant: ::prost::alloc::string::String,
 }
 /// The process evidence is attributed to.
 #[derive(Clone, PartialEq, ::prost::Message)]
