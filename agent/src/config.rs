@@ -15,7 +15,7 @@
 //! batch_max_observations = 500  # 1..=1000
 //! flush_interval_ms = 2000      # 100..=60000
 //! heartbeat_interval_seconds = 60
-//! spool_max_observations = 100000
+//! spool_max_mb = 64            # 1..=4096: the on-disk spool's bound; beyond, the oldest are dropped and counted
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ struct TransportFile {
     batch_max_observations: Option<usize>,
     flush_interval_ms: Option<u64>,
     heartbeat_interval_seconds: Option<u64>,
-    spool_max_observations: Option<usize>,
+    spool_max_mb: Option<u64>,
 }
 
 /// The validated configuration.
@@ -110,8 +110,8 @@ pub struct Config {
     pub flush_interval: Duration,
     /// Heartbeat interval (the collector may ask for another within bounds).
     pub heartbeat_interval: Duration,
-    /// Most observations waiting to be sent; beyond, the oldest are dropped and counted.
-    pub spool_max_observations: usize,
+    /// Bytes the spool may take on disk; beyond, the oldest observations are dropped and counted.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for Config {
@@ -125,7 +125,7 @@ impl Default for Config {
             batch_max_observations: 500,
             flush_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(60),
-            spool_max_observations: 100_000,
+            spool_max_bytes: crate::spool::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -243,14 +243,9 @@ impl Config {
             )?),
             None => defaults.heartbeat_interval,
         };
-        let spool_max_observations = match file.transport.spool_max_observations {
-            Some(v) => in_range(
-                "transport.spool_max_observations",
-                v as u64,
-                100,
-                10_000_000,
-            )? as usize,
-            None => defaults.spool_max_observations,
+        let spool_max_bytes = match file.transport.spool_max_mb {
+            Some(v) => in_range("transport.spool_max_mb", v, 1, 4096)? * 1024 * 1024,
+            None => defaults.spool_max_bytes,
         };
         Ok(Self {
             collector,
@@ -261,7 +256,7 @@ impl Config {
             batch_max_observations,
             flush_interval,
             heartbeat_interval,
-            spool_max_observations,
+            spool_max_bytes,
         })
     }
 }

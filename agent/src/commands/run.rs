@@ -148,8 +148,9 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     identity.collector = collector;
     info!(agent_id = %identity.file.agent_id, "agent starting");
     let catalog = Arc::new(Catalog::embedded().context("the built-in catalog is invalid")?);
+    let spool = open_spool(&config);
     let shared = Arc::new(Shared {
-        spool: Mutex::new(Spool::new(config.spool_max_observations)),
+        spool: Mutex::new(spool),
         wake: Notify::new(),
         sensors: Mutex::new(Vec::new()),
         blind_spots: Mutex::new(Vec::new()),
@@ -203,8 +204,37 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     if let Some(thread) = sensor_thread {
         let _ = thread.join();
     }
+    shared.lock_spool().flush();
     status.write(&shared_snapshot(&shared), AgentState::Stopped, None);
     Ok(())
+}
+
+/// Opens the durable spool under the state directory. A spool that cannot be opened (read-only
+/// disk, permissions) leaves the agent running on a memory spool of the same bound: evidence then
+/// survives collector outages but not a restart, and the agent says so loudly.
+fn open_spool(config: &Config) -> Spool {
+    let dir = config.state_dir.join("spool");
+    match Spool::open(&dir, config.spool_max_bytes) {
+        Ok((spool, recovery)) => {
+            if recovery.recovered > 0 {
+                info!(
+                    observations = recovery.recovered,
+                    "spool: resending what the last run did not deliver"
+                );
+            }
+            for problem in &recovery.problems {
+                warn!("spool: {problem}");
+            }
+            spool
+        }
+        Err(error) => {
+            warn!(
+                "cannot open the spool in {}: {error}; keeping observations in memory only",
+                dir.display()
+            );
+            Spool::in_memory(config.spool_max_bytes)
+        }
+    }
 }
 
 async fn enroll_from_token_file(
