@@ -87,6 +87,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
 impl Identity {
     /// Loads the identity from `state_dir`; `Ok(None)` when the agent is not enrolled.
     pub fn load(state_dir: &Path) -> Result<Option<Self>, IdentityError> {
+        finish_renewal(state_dir)?;
         let identity_path = state_dir.join("identity.json");
         let text = match fs::read_to_string(&identity_path) {
             Ok(text) => text,
@@ -146,20 +147,12 @@ pub async fn enroll(
         .ok_or(IdentityError::BadToken)?;
     create_private_dir(state_dir)?;
 
-    let key = KeyPair::generate().map_err(|e| IdentityError::Key(e.to_string()))?;
-    let mut params = CertificateParams::default();
-    let mut name = DistinguishedName::new();
-    name.push(DnType::CommonName, "shadowai agent");
-    params.distinguished_name = name;
-    let csr = params
-        .serialize_request(&key)
-        .map_err(|e| IdentityError::Key(e.to_string()))?;
-
+    let (key, csr_der) = key_and_csr()?;
     let mut client = transport::connect(collector, transport::pinned_config(pin)?).await?;
     let response = client
         .enroll(v1::EnrollRequest {
             token: token.to_owned(),
-            csr_der: csr.der().to_vec(),
+            csr_der,
             host: Some(host_facts()),
         })
         .await
@@ -194,6 +187,76 @@ pub async fn enroll(
         path: state_dir.join("identity.json"),
         detail: "missing right after enrollment".into(),
     })
+}
+
+/// A fresh key pair and a CSR for it; the key never leaves this machine.
+fn key_and_csr() -> Result<(KeyPair, Vec<u8>), IdentityError> {
+    let key = KeyPair::generate().map_err(|e| IdentityError::Key(e.to_string()))?;
+    let mut params = CertificateParams::default();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::CommonName, "shadowai agent");
+    params.distinguished_name = name;
+    let csr = params
+        .serialize_request(&key)
+        .map_err(|e| IdentityError::Key(e.to_string()))?;
+    Ok((key, csr.der().to_vec()))
+}
+
+/// Renews the agent certificate over the current mutual-TLS channel: a new key pair is made here,
+/// the collector signs its CSR for the same agent id, and the new key and certificate replace the
+/// old ones. The swap survives a crash at any point: the new pair is written beside the old one
+/// first (`*.next`), and [`Identity::load`] completes a half-done swap or discards a half-written
+/// pair, so a key never ends up beside a certificate that is not its own.
+pub async fn renew(
+    client: &mut v1::agent_service_client::AgentServiceClient<tonic::transport::Channel>,
+    identity: &Identity,
+    state_dir: &Path,
+) -> Result<Identity, IdentityError> {
+    let (key, csr_der) = key_and_csr()?;
+    let response = client
+        .renew_certificate(v1::RenewCertificateRequest { csr_der })
+        .await
+        .map_err(|status| IdentityError::Refused(status.message().to_owned()))?
+        .into_inner();
+    // Refuse a certificate that does not parse before anything on disk changes.
+    CertificateDer::pem_slice_iter(response.certificate_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .filter(|chain| !chain.is_empty())
+        .ok_or_else(|| IdentityError::Refused("the renewed certificate does not parse".into()))?;
+    let key_next = state_dir.join("agent.key.next");
+    let cert_next = state_dir.join("agent.crt.next");
+    replace_file(&key_next, key.serialize_pem().as_bytes(), true)?;
+    replace_file(&cert_next, response.certificate_pem.as_bytes(), false)?;
+    let mut file = identity.file.clone();
+    file.certificate_expires_at_ms = response.certificate_expires_at_ms;
+    let json = serde_json::to_vec_pretty(&file).map_err(|e| IdentityError::Key(e.to_string()))?;
+    finish_renewal(state_dir)?;
+    replace_file(&state_dir.join("identity.json"), &json, false)?;
+    let mut renewed = Identity::load(state_dir)?.ok_or_else(|| IdentityError::Corrupt {
+        path: state_dir.join("identity.json"),
+        detail: "missing right after renewal".into(),
+    })?;
+    renewed.collector = identity.collector.clone();
+    Ok(renewed)
+}
+
+/// Completes or rolls back a certificate swap that a crash interrupted (see [`renew`]).
+fn finish_renewal(state_dir: &Path) -> Result<(), IdentityError> {
+    let key_next = state_dir.join("agent.key.next");
+    let cert_next = state_dir.join("agent.crt.next");
+    match (key_next.exists(), cert_next.exists()) {
+        (true, true) => {
+            fs::rename(&key_next, state_dir.join("agent.key")).map_err(io(&key_next))?;
+            fs::rename(&cert_next, state_dir.join("agent.crt")).map_err(io(&cert_next))?;
+        }
+        (false, true) => {
+            fs::rename(&cert_next, state_dir.join("agent.crt")).map_err(io(&cert_next))?;
+        }
+        (true, false) => fs::remove_file(&key_next).map_err(io(&key_next))?,
+        (false, false) => {}
+    }
+    Ok(())
 }
 
 /// Creates the state directory readable only by the agent's user.

@@ -152,7 +152,12 @@ pub struct Recovery {
 #[derive(Debug)]
 enum Storage {
     /// Segment files under a directory.
-    Disk { dir: PathBuf, active: Option<File> },
+    Disk {
+        dir: PathBuf,
+        active: Option<File>,
+        /// A read handle on the segment last read from (leases read runs of one segment).
+        reader: Option<(u64, File)>,
+    },
     /// No files: for one-shot commands and tests. Payloads live in `memory`.
     Memory,
 }
@@ -215,6 +220,7 @@ impl Spool {
             Storage::Disk {
                 dir: dir.to_owned(),
                 active: None,
+                reader: None,
             },
             max_bytes,
         );
@@ -354,7 +360,7 @@ impl Spool {
     /// Opens the newest segment for appending, or starts a new one when there is none or it is
     /// full (`reopen` also reopens an existing newest segment after recovery).
     fn start_segment_if_needed(&mut self, reopen: bool) -> io::Result<()> {
-        let Storage::Disk { dir, active } = &mut self.storage else {
+        let Storage::Disk { dir, active, .. } = &mut self.storage else {
             if self
                 .segments
                 .back()
@@ -523,16 +529,24 @@ impl Spool {
     }
 
     fn read(&mut self, entry: Entry) -> io::Result<v1::Observation> {
-        let record = match &self.storage {
+        let record = match &mut self.storage {
             Storage::Memory => self
                 .memory
                 .get(&entry.at)
                 .cloned()
                 .ok_or_else(|| io::Error::other("missing record"))?,
-            Storage::Disk { dir, .. } => {
-                let mut file = File::open(segment_path(dir, entry.at.segment))?;
-                file.seek(SeekFrom::Start(u64::from(entry.at.offset)))?;
+            Storage::Disk { dir, reader, .. } => {
+                if reader.as_ref().is_none_or(|(n, _)| *n != entry.at.segment) {
+                    *reader = Some((
+                        entry.at.segment,
+                        File::open(segment_path(dir, entry.at.segment))?,
+                    ));
+                }
+                let Some((_, file)) = reader.as_mut() else {
+                    return Err(io::Error::other("no reader"));
+                };
                 let mut record = vec![0u8; 8 + entry.len as usize];
+                file.seek(SeekFrom::Start(u64::from(entry.at.offset)))?;
                 file.read_exact(&mut record)?;
                 record
             }
@@ -639,6 +653,11 @@ impl Spool {
                 break;
             };
             self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
+            if let Storage::Disk { reader, .. } = &mut self.storage
+                && reader.as_ref().is_some_and(|(n, _)| *n == segment.number)
+            {
+                *reader = None;
+            }
             if let Storage::Disk { dir, .. } = &self.storage
                 && let Err(error) = fs::remove_file(segment_path(dir, segment.number))
                 && error.kind() != io::ErrorKind::NotFound

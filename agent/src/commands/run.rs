@@ -338,6 +338,8 @@ enum SessionEnd {
     },
     /// The collector revoked this agent: stop sending.
     Revoked,
+    /// The certificate was renewed: reconnect with the new identity at once.
+    Renewed(Box<Identity>),
 }
 
 async fn transport_loop(
@@ -348,8 +350,16 @@ async fn transport_loop(
     catalogs: &mpsc::Sender<Arc<Catalog>>,
 ) {
     let mut backoff = Backoff::new();
+    let mut identity = identity.clone();
     loop {
-        match session(config, identity, shared, status, catalogs, &mut backoff).await {
+        match session(config, &identity, shared, status, catalogs, &mut backoff).await {
+            SessionEnd::Renewed(renewed) => {
+                info!(
+                    expires_at_ms = renewed.file.certificate_expires_at_ms,
+                    "agent certificate renewed"
+                );
+                identity = *renewed;
+            }
             SessionEnd::Revoked => {
                 tracing::error!("the collector revoked this agent; nothing more will be sent");
                 status.write(&shared_snapshot(shared), AgentState::Revoked, None);
@@ -411,12 +421,19 @@ async fn session(
     loop {
         if tokio::time::Instant::now() >= next_heartbeat {
             match heartbeat(&mut client, shared, catalogs).await {
-                Ok(asked) => {
+                Ok(reply) => {
                     backoff.reset();
-                    if let Some(asked) = asked {
+                    if let Some(asked) = reply.interval {
                         heartbeat_interval = asked;
                     }
                     status.write(&shared_snapshot(shared), AgentState::Connected, None);
+                    if reply.renew_certificate {
+                        match identity::renew(&mut client, identity, &config.state_dir).await {
+                            Ok(renewed) => return SessionEnd::Renewed(Box::new(renewed)),
+                            // The old certificate still works: try again at the next heartbeat.
+                            Err(error) => warn!(%error, "certificate renewal failed"),
+                        }
+                    }
                 }
                 Err(status) => return end_of(status),
             }
@@ -488,7 +505,7 @@ async fn heartbeat(
     >,
     shared: &Shared,
     catalogs: &mpsc::Sender<Arc<Catalog>>,
-) -> Result<Option<Duration>, tonic::Status> {
+) -> Result<HeartbeatReply, tonic::Status> {
     let snapshot = shared_snapshot(shared);
     let dropped = shared.lock_spool().take_dropped();
     let request = v1::HeartbeatRequest {
@@ -523,7 +540,18 @@ async fn heartbeat(
         update_catalog(client, shared, catalogs, &snapshot.catalog_version).await;
     }
     let asked = response.heartbeat_interval_seconds;
-    Ok((asked > 0).then(|| Duration::from_secs(u64::from(asked).clamp(5, 3600))))
+    Ok(HeartbeatReply {
+        interval: (asked > 0).then(|| Duration::from_secs(u64::from(asked).clamp(5, 3600))),
+        renew_certificate: response.renew_certificate,
+    })
+}
+
+/// What a heartbeat reply asks of the agent.
+struct HeartbeatReply {
+    /// Another heartbeat interval, within bounds.
+    interval: Option<Duration>,
+    /// Renew the certificate now.
+    renew_certificate: bool,
 }
 
 /// Fetches the collector's catalog and swaps it in only when it validates; otherwise keeps the
