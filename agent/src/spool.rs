@@ -561,7 +561,7 @@ impl Spool {
             ));
         }
         match parse_body(body) {
-            Some(Body::Observation { observation, .. }) => Ok(observation),
+            Some(Body::Observation { observation, .. }) => Ok(*observation),
             _ => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "not an observation",
@@ -805,7 +805,7 @@ impl Spool {
 enum Body {
     Observation {
         enqueued_at_ms: i64,
-        observation: v1::Observation,
+        observation: Box<v1::Observation>,
     },
     Resolved(Vec<Position>),
 }
@@ -817,7 +817,7 @@ fn parse_body(body: &[u8]) -> Option<Body> {
         RECORD_OBSERVATION => {
             let (at, protobuf) = rest.split_at_checked(8)?;
             let enqueued_at_ms = i64::from_le_bytes(at.try_into().ok()?);
-            let observation = v1::Observation::decode(protobuf).ok()?;
+            let observation = Box::new(v1::Observation::decode(protobuf).ok()?);
             Some(Body::Observation {
                 enqueued_at_ms,
                 observation,

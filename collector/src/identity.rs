@@ -158,6 +158,7 @@ impl CertificateAuthority {
         csr_der: &[u8],
         agent_id: Uuid,
         now: OffsetDateTime,
+        lifetime: Duration,
     ) -> Result<IssuedCertificate, IdentityError> {
         if csr_der.len() > MAX_CSR_BYTES {
             return Err(IdentityError::CsrTooLarge);
@@ -178,7 +179,7 @@ impl CertificateAuthority {
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.use_authority_key_identifier_extension = true;
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + AGENT_CERTIFICATE_LIFETIME;
+        params.not_after = now + lifetime;
         params.serial_number = Some(random_serial());
         request.params = params;
         let certificate = request
@@ -187,7 +188,7 @@ impl CertificateAuthority {
         Ok(IssuedCertificate {
             pem: certificate.pem(),
             fingerprint: fingerprint(certificate.der()),
-            expires_at_ms: unix_ms(now + AGENT_CERTIFICATE_LIFETIME),
+            expires_at_ms: unix_ms(now + lifetime),
         })
     }
 
@@ -395,7 +396,7 @@ mod tests {
         let csr = asked.serialize_request(&agent_key).unwrap();
         let agent_id = Uuid::now_v7();
         let issued = ca
-            .issue_agent_certificate(csr.der(), agent_id, now)
+            .issue_agent_certificate(csr.der(), agent_id, now, AGENT_CERTIFICATE_LIFETIME)
             .unwrap();
         let der = pem_to_der(&issued.pem).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
@@ -414,11 +415,16 @@ mod tests {
         assert_eq!(issued.fingerprint, fingerprint(&der));
 
         assert!(matches!(
-            ca.issue_agent_certificate(b"not a csr", agent_id, now),
+            ca.issue_agent_certificate(b"not a csr", agent_id, now, AGENT_CERTIFICATE_LIFETIME),
             Err(IdentityError::BadCsr)
         ));
         assert!(matches!(
-            ca.issue_agent_certificate(&vec![0u8; MAX_CSR_BYTES + 1], agent_id, now),
+            ca.issue_agent_certificate(
+                &vec![0u8; MAX_CSR_BYTES + 1],
+                agent_id,
+                now,
+                AGENT_CERTIFICATE_LIFETIME
+            ),
             Err(IdentityError::CsrTooLarge)
         ));
     }

@@ -392,6 +392,7 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
         CatalogRelease::embedded().context("the built-in catalog is invalid")?,
         IngestConfig {
             heartbeat_interval_seconds: settings.heartbeat_interval_seconds,
+            ..Default::default()
         },
     );
     let tls = server::agent_tls_config(&ca, &settings.server_names)?;

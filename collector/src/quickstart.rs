@@ -104,6 +104,7 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
         CatalogRelease::embedded().context("the built-in catalog is invalid")?,
         IngestConfig {
             heartbeat_interval_seconds: 10,
+            ..Default::default()
         },
     );
     let tls = server::agent_tls_config(&ca, &settings.server_names)?;

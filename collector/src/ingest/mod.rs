@@ -58,12 +58,15 @@ impl CatalogRelease {
 pub struct IngestConfig {
     /// Heartbeat interval told to agents, seconds.
     pub heartbeat_interval_seconds: u32,
+    /// Validity of agent certificates; agents are asked to renew when a third is left.
+    pub agent_certificate_lifetime: time::Duration,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             heartbeat_interval_seconds: 60,
+            agent_certificate_lifetime: crate::identity::AGENT_CERTIFICATE_LIFETIME,
         }
     }
 }
@@ -230,7 +233,12 @@ impl AgentService for AgentApi {
         let agent_id = Uuid::now_v7();
         let issued = self
             .ca
-            .issue_agent_certificate(&message.csr_der, agent_id, now)
+            .issue_agent_certificate(
+                &message.csr_der,
+                agent_id,
+                now,
+                self.config.agent_certificate_lifetime,
+            )
             .map_err(identity_status)?;
         let enrolled = self
             .store
@@ -268,7 +276,12 @@ impl AgentService for AgentApi {
         let now = now();
         let issued = self
             .ca
-            .issue_agent_certificate(&request.get_ref().csr_der, agent.agent_id, now)
+            .issue_agent_certificate(
+                &request.get_ref().csr_der,
+                agent.agent_id,
+                now,
+                self.config.agent_certificate_lifetime,
+            )
             .map_err(identity_status)?;
         self.store
             .add_agent_certificate(
@@ -386,7 +399,7 @@ impl AgentService for AgentApi {
             .map_err(store_status)?;
         // Renew when less than a third of the certificate's life is left.
         let renew_certificate = peer.client_certificate.is_some_and(|c| {
-            let third = crate::identity::AGENT_CERTIFICATE_LIFETIME.whole_milliseconds() as i64 / 3;
+            let third = self.config.agent_certificate_lifetime.whole_milliseconds() as i64 / 3;
             c.not_after_ms - unix_ms(now) < third
         });
         let catalog = self.current_catalog().await;

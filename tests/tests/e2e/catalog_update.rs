@@ -28,7 +28,7 @@ id = "cli"
 names = ["shadowai-e2e-fake-tool"]
 "#;
 
-fn daemon_status(state: &Path) -> Result<serde_json::Value, String> {
+pub(crate) fn daemon_status(state: &Path) -> Result<serde_json::Value, String> {
     let text = std::fs::read_to_string(state.join("status.json")).map_err(|e| e.to_string())?;
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }
@@ -41,7 +41,11 @@ async fn catalog_in_use(state: &Path, version: &str) -> Result<(), String> {
     }
 }
 
-async fn observed_pid(collector: &Collector, product: &str, pid: u32) -> Result<(), String> {
+pub(crate) async fn observed_pid(
+    collector: &Collector,
+    product: &str,
+    pid: u32,
+) -> Result<(), String> {
     let page = collector
         .store
         .list_observations(&ObservationQuery {
@@ -83,6 +87,7 @@ async fn agent_swaps_in_a_published_catalog_and_refuses_a_malformed_one() {
         Backend::Sqlite,
         IngestConfig {
             heartbeat_interval_seconds: 5,
+            ..IngestConfig::default()
         },
     )
     .await

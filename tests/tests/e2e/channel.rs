@@ -250,7 +250,12 @@ async fn certificate_from_another_ca_is_refused(collector: Collector) {
         .serialize_request(&key)
         .unwrap();
     let forged = other
-        .issue_agent_certificate(csr.der(), uuid::Uuid::now_v7(), now)
+        .issue_agent_certificate(
+            csr.der(),
+            uuid::Uuid::now_v7(),
+            now,
+            shadowai_collector::identity::AGENT_CERTIFICATE_LIFETIME,
+        )
         .unwrap();
     let chain = vec![CertificateDer::from_pem_slice(forged.pem.as_bytes()).unwrap()];
     let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();

@@ -12,4 +12,5 @@ mod catalog_update;
 mod channel;
 mod hostile;
 mod quickstart;
+mod runtime;
 mod support;

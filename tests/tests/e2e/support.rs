@@ -203,8 +203,8 @@ impl ProcessGuard {
         }
     }
 
-    /// SIGKILL to the process and every descendant, then reap it.
-    fn kill_all(&mut self) {
+    /// SIGKILL to the process and every descendant, then reap it (a crash, as tests need one).
+    pub fn kill_all(&mut self) {
         let Some(mut child) = self.child.take() else {
             return;
         };
