@@ -424,37 +424,48 @@ impl<'n> Prepared<'n> {
     }
 
     /// Whether `bytes[..end]` are DNS labels: 1 to 63 bytes each of `a-z A-Z 0-9 - _`.
-    /// Bytes are checked eight at a time, labels by their dots.
+    /// Bytes are checked eight at a time; label lengths follow from the dots in each word.
     fn labels_are_valid(&self, end: usize) -> bool {
         let Some(text) = self.bytes.get(..end) else {
             return false;
         };
+        // Bytes since the last dot.
+        let mut run = 0;
         let mut at = 0;
         while at < end {
-            let keep = match end - at {
-                8.. => u64::MAX,
-                rest => keep_bytes(rest),
+            let count = (end - at).min(8);
+            let keep = match count {
+                8 => u64::MAX,
+                _ => keep_bytes(count),
             };
-            if refused_bytes(word_at(text, at)) & keep != 0 {
+            let word = word_at(text, at);
+            if refused_bytes(word) & keep != 0 {
+                return false;
+            }
+            let dots = zero_bytes(word ^ DOTS) & keep;
+            if dots == 0 {
+                run += count;
+            } else {
+                let first = dots.trailing_zeros() as usize / 8;
+                let last = (63 - dots.leading_zeros() as usize) / 8;
+                // The label ending at the first dot, and no two dots side by side.
+                if run + first == 0 || run + first > MAX_LABEL || dots & (dots << 8) != 0 {
+                    return false;
+                }
+                run = count - last - 1;
+            }
+            if run > MAX_LABEL {
                 return false;
             }
             at += 8;
         }
-        let mut label_end = end;
-        loop {
-            let start = self.label_start(label_end);
-            if !(1..=MAX_LABEL).contains(&(label_end - start)) {
-                return false;
-            }
-            if start == 0 {
-                return true;
-            }
-            label_end = start - 1;
-        }
+        run > 0
     }
 
-    /// Extends `hash` by the label `start..end`, case folded: eight bytes per multiply, then
-    /// the label's length, marked so that labels cannot run into each other.
+    /// Extends `hash` by the label `start..end`, case folded: eight bytes per multiply. The
+    /// last word holds the label's last `len % 8` bytes and, in its top byte, a mark with
+    /// `len % 8`, so that labels cannot run into each other; a label of up to seven bytes
+    /// costs one multiply. (Name bytes are ASCII: a data word never has the mark's top bit.)
     #[inline(always)]
     fn hash_label(&self, hash: u64, start: usize, end: usize) -> u64 {
         let mut mixed = hash;
@@ -463,13 +474,9 @@ impl<'n> Prepared<'n> {
             mixed = mix_word(mixed, word_at(self.bytes, at) | CASE_FOLD);
             at += 8;
         }
-        if at < end {
-            mixed = mix_word(
-                mixed,
-                (word_at(self.bytes, at) | CASE_FOLD) & keep_bytes(end - at),
-            );
-        }
-        mix_word(mixed, (end - start) as u64 | LABEL_END)
+        let rest = end - at;
+        let last = (word_at(self.bytes, at) | CASE_FOLD) & keep_bytes(rest);
+        mix_word(mixed, last | LABEL_END | ((rest as u64) << 56))
     }
 }
 
@@ -1135,9 +1142,10 @@ fn strip_affixes<'l>(label: &'l str, prefix: &str, suffix: &str) -> Option<&'l s
 /// Hash of the empty suffix.
 const SEED: u64 = 0xcbf2_9ce4_8422_2325;
 const MULTIPLIER: u64 = 0x9e37_79b9_7f4a_7c15;
-/// Marks the word that closes a label (its length), so labels cannot run into each other.
+/// Marks the word that closes a label, so labels cannot run into each other.
 const LABEL_END: u64 = 1 << 63;
-/// Stands for the `*` label in a wildcard key: a closing word with a length no label has.
+/// Stands for the `*` label in a wildcard key: a closing word no label has (a closing word
+/// with no data bytes is zero below its top byte).
 const STAR: u64 = LABEL_END | (1 << 32);
 
 #[inline(always)]

@@ -441,3 +441,33 @@ fn words_are_read_at_every_offset() {
         }
     }
 }
+
+#[test]
+fn label_checks_agree_with_the_byte_table_for_every_dot_layout() {
+    // Every string of `a` and `.` up to 14 bytes (dots at word edges and side by side).
+    for len in 1..=14usize {
+        for layout in 0..(1u32 << len) {
+            let name: String = (0..len)
+                .map(|at| if layout >> at & 1 == 1 { '.' } else { 'a' })
+                .collect();
+            let prepared = Prepared::new(name.as_bytes()).unwrap();
+            assert_eq!(
+                prepared.labels_are_valid(len),
+                check_labels(&name).is_some(),
+                "{name:?}"
+            );
+        }
+    }
+    // Labels of 62 to 65 bytes at every offset from a word edge.
+    for lead in 0..9 {
+        for label in 62..66 {
+            let name = format!("{}{}.b", "a.".repeat(lead), "c".repeat(label));
+            let prepared = Prepared::new(name.as_bytes()).unwrap();
+            assert_eq!(
+                prepared.labels_are_valid(name.len()),
+                check_labels(&name).is_some(),
+                "{name:?}"
+            );
+        }
+    }
+}
