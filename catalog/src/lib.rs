@@ -268,13 +268,10 @@ impl Catalog {
     }
 
     fn compile(decoded: bundle::Decoded) -> Result<Catalog, CatalogError> {
-        let products = load::load_files(&decoded.files).map_err(CatalogError::Invalid)?;
-        let processes = ProcessIndex::build(&products).map_err(|message| {
-            CatalogError::Invalid(vec![Problem {
-                file: "data/*.toml".into(),
-                line: None,
-                message,
-            }])
+        let (products, regex_lines) =
+            load::load_files(&decoded.files).map_err(CatalogError::Invalid)?;
+        let processes = ProcessIndex::build(&products).map_err(|error| {
+            CatalogError::Invalid(vec![load::regex_problem(&products, &regex_lines, error)])
         })?;
         let domains = DomainIndex::build(products.iter().enumerate().flat_map(|(p, product)| {
             product
