@@ -233,8 +233,8 @@ fn hash_of(suffix: &str) -> u64 {
     let mut hash = SEED;
     let mut end = prepared.len;
     loop {
-        let start = prepared.label_start(end);
-        hash = prepared.hash_label(hash, start, end);
+        let start;
+        (start, hash) = prepared.step(hash, end);
         if start == 0 {
             return hash;
         }
@@ -249,6 +249,10 @@ fn suffix_hashes_extend_label_by_label_and_fold_case() {
     assert_ne!(whole, hash_of("openaic.om"));
     assert_ne!(whole, hash_of("com.openai"));
     assert_ne!(hash_of("abcdefgh.com"), hash_of("abcdefghcom"));
+    assert_ne!(hash_of("abcdefgh.com"), hash_of("hgfedcba.com"));
+    assert_ne!(hash_of("abcdefgh"), hash_of("abcdefg"));
+    assert_ne!(hash_of("abcdefgh"), hash_of("abcdefgh0"));
+    assert_ne!(hash_of("x.abcdefgh"), hash_of("y.abcdefgh"));
     assert_ne!(hash_of("abcdefgh.com"), hash_of("abcdefgh\0.com"));
     assert_ne!(hash_of("a.example"), hash_of("b.example"));
     let long = "abcdefghijklmnopqrstuvwxyz0123456789-abcdefghijklmnopqrstuvwxyz";
@@ -411,7 +415,7 @@ fn word_checks_agree_with_the_byte_table() {
             let text = std::str::from_utf8(&name).unwrap();
             let expect = check_labels(text).is_some();
             assert_eq!(
-                prepared.labels_are_valid(name.len()),
+                prepared.labels_are_valid(0..name.len()),
                 expect,
                 "{byte:#x} at {at}"
             );
@@ -420,9 +424,9 @@ fn word_checks_agree_with_the_byte_table() {
     for len in 1..=80 {
         let name = format!("{}.b", "a".repeat(len));
         let prepared = Prepared::new(name.as_bytes()).unwrap();
-        assert_eq!(prepared.labels_are_valid(len), len <= MAX_LABEL, "{len}");
+        assert_eq!(prepared.labels_are_valid(0..len), len <= MAX_LABEL, "{len}");
         assert_eq!(
-            prepared.labels_are_valid(name.len()),
+            prepared.labels_are_valid(0..name.len()),
             len <= MAX_LABEL,
             "{len}"
         );
@@ -452,7 +456,7 @@ fn label_checks_agree_with_the_byte_table_for_every_dot_layout() {
                 .collect();
             let prepared = Prepared::new(name.as_bytes()).unwrap();
             assert_eq!(
-                prepared.labels_are_valid(len),
+                prepared.labels_are_valid(0..len),
                 check_labels(&name).is_some(),
                 "{name:?}"
             );
@@ -464,10 +468,84 @@ fn label_checks_agree_with_the_byte_table_for_every_dot_layout() {
             let name = format!("{}{}.b", "a.".repeat(lead), "c".repeat(label));
             let prepared = Prepared::new(name.as_bytes()).unwrap();
             assert_eq!(
-                prepared.labels_are_valid(name.len()),
+                prepared.labels_are_valid(0..name.len()),
                 check_labels(&name).is_some(),
                 "{name:?}"
             );
+        }
+    }
+}
+
+#[test]
+fn a_step_finds_the_label_and_hashes_it_in_any_case() {
+    for name in [
+        "a.b",
+        "abcdefg.hijklmn.com",
+        "abcdefgh.abcdefghi.x",
+        "x.abcdefghijklmnopq.abcdefg",
+        "0123456.7",
+        ".abc",
+        "abc.",
+        "a..b",
+        "averyveryverylonglabel",
+        "abcdefgh",
+        "abcdefgh.com",
+        "abcdefghabcdefgh.com",
+        "x.abcdefgh.com",
+    ] {
+        let prepared = Prepared::new(name.as_bytes()).unwrap();
+        let upper = name.to_ascii_uppercase();
+        let shouting = Prepared::new(upper.as_bytes()).unwrap();
+        let mut end = prepared.len;
+        let mut hash = SEED;
+        loop {
+            let start = prepared.label_start(end);
+            let (step_start, step_hash) = prepared.step(hash, end);
+            assert_eq!(step_start, start, "{name} {end}");
+            assert_eq!(
+                shouting.step(hash, end),
+                (step_start, step_hash),
+                "{name} {end}"
+            );
+            // The same label alone hashes the same.
+            let label = Prepared::new(&name.as_bytes()[start..end]);
+            if let Ok(label) = label {
+                assert_eq!(label.step(hash, label.len), (0, step_hash), "{name} {end}");
+            }
+            hash = step_hash;
+            if start == 0 {
+                break;
+            }
+            end = start - 1;
+        }
+    }
+}
+
+#[test]
+fn labels_of_every_length_hash_apart() {
+    let mut seen = std::collections::HashMap::new();
+    for len in 1..=MAX_LABEL {
+        for text in [
+            "a".repeat(len),
+            format!("{}.com", "a".repeat(len)),
+            format!("b.{}", "a".repeat(len)),
+            format!("{}b", "a".repeat(len - 1)),
+        ] {
+            if let Some(other) = seen.insert(hash_of(&text), text.clone()) {
+                assert_eq!(other, text, "two names, one hash");
+            }
+        }
+    }
+}
+
+#[test]
+fn ascii_is_judged_at_every_position() {
+    for len in 1..40 {
+        for at in 0..len {
+            let mut bytes = vec![b'a'; len];
+            assert!(is_ascii(&bytes));
+            bytes[at] = 0x80;
+            assert!(!is_ascii(&bytes), "{len} {at}");
         }
     }
 }
