@@ -29,12 +29,16 @@ fn main() -> ExitCode {
     // Lookups allocate nothing on the hot path: check that too.
     let lookups = Region::new(GLOBAL);
     let mut hits = 0;
-    for name in [
+    let names = [
         "api.openai.com",
         "ab.chatgpt.com",
         "www.example.org",
         "a.b.c.d.chatgpt.com",
-    ] {
+        // Any case and a trailing dot are handled in place, without a lowercased copy.
+        "API.Anthropic.COM.",
+        "Bedrock-Runtime.us-east-1.amazonaws.com",
+    ];
+    for name in names {
         hits += usize::from(catalog.lookup_domain(name).is_some());
     }
     let lookup_allocations = lookups.change().allocations;
@@ -55,7 +59,10 @@ fn main() -> ExitCode {
         "allocated while compiling: {} bytes in {} allocations",
         change.bytes_allocated, change.allocations
     );
-    println!("allocations for 4 lowercase lookup_domain calls ({hits} hits): {lookup_allocations}");
+    println!(
+        "allocations for {} lookup_domain calls, two not lowercase ({hits} hits): {lookup_allocations}",
+        names.len()
+    );
     if retained > LIMIT_BYTES {
         eprintln!("over the {LIMIT_BYTES} byte target");
         return ExitCode::FAILURE;

@@ -91,6 +91,7 @@ mod overlap;
 mod process;
 mod stats;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -267,13 +268,10 @@ impl Catalog {
     }
 
     fn compile(decoded: bundle::Decoded) -> Result<Catalog, CatalogError> {
-        let products = load::load_files(&decoded.files).map_err(CatalogError::Invalid)?;
-        let processes = ProcessIndex::build(&products).map_err(|message| {
-            CatalogError::Invalid(vec![Problem {
-                file: "data/*.toml".into(),
-                line: None,
-                message,
-            }])
+        let (products, regex_lines) =
+            load::load_files(&decoded.files).map_err(CatalogError::Invalid)?;
+        let processes = ProcessIndex::build(&products).map_err(|error| {
+            CatalogError::Invalid(vec![load::regex_problem(&products, &regex_lines, error)])
         })?;
         let domains = DomainIndex::build(products.iter().enumerate().flat_map(|(p, product)| {
             product
@@ -354,25 +352,20 @@ impl Catalog {
     /// explanation [`Catalog::match_domain`] writes: the allocation-free question a sensor asks
     /// of every name before it builds a detection.
     pub fn lookup_domain(&self, name: &str) -> Option<DomainHit<'_>> {
-        let trimmed = name.strip_suffix('.').unwrap_or(name);
-        let is_plain = name.is_ascii() && !trimmed.is_empty() && trimmed.len() <= MAX_NAME;
-        let fast = if is_plain {
-            self.domains.lookup(trimmed).map(|hit| hit.rule)
-        } else {
-            Err(Miss::UpperCase)
-        };
-        let rule = match fast {
-            Ok(rule) => rule,
+        // Names on the wire are ASCII and looked up as they are, in any case; a Unicode name
+        // is converted to its `xn--` form first.
+        let rule = match self.domains.lookup(name) {
+            Ok(hit) => hit.rule,
             Err(Miss::NoMatch) => return None,
-            Err(Miss::UpperCase) => {
+            Err(Miss::Unicode) => {
                 let normalized = normalize_domain(name)?;
                 self.domains.lookup(&normalized).ok()?.rule
             }
         };
-        let product = &self.products[rule.product as usize];
+        let product = self.products.get(rule.product as usize)?;
         Some(DomainHit {
             product,
-            rule: &product.domains[rule.rule as usize],
+            rule: product.domains.get(rule.rule as usize)?,
         })
     }
 
@@ -380,20 +373,11 @@ impl Catalog {
     /// [`normalize_domain`]: case, one trailing dot, Unicode to punycode); anything that is not
     /// a plausible DNS name, including names over [`MAX_NAME`] bytes, matches nothing.
     pub fn match_domain(&self, name: &str) -> Option<DomainMatch<'_>> {
-        // Names on the wire are nearly always lowercase ASCII: they are looked up as they are,
-        // and checked while they are read. Anything else is normalised first.
-        let trimmed = name.strip_suffix('.').unwrap_or(name);
-        let is_plain = name.is_ascii() && !trimmed.is_empty() && trimmed.len() <= MAX_NAME;
         let normalized;
-        let fast = if is_plain {
-            self.domains.lookup(trimmed)
-        } else {
-            Err(Miss::UpperCase)
-        };
-        let hit = match fast {
+        let hit = match self.domains.lookup(name) {
             Ok(hit) => hit,
             Err(Miss::NoMatch) => return None,
-            Err(Miss::UpperCase) => {
+            Err(Miss::Unicode) => {
                 normalized = normalize_domain(name)?;
                 self.domains.lookup(&normalized).ok()?
             }
@@ -401,14 +385,16 @@ impl Catalog {
         let product = &self.products[hit.rule.product as usize];
         let rule = &product.domains[hit.rule.rule as usize];
         let reason = self.domain_reasons[hit.rule.product as usize][hit.rule.rule as usize].clone();
-        let plan = rule.plan.as_ref().map(|plan| match hit.star {
+        // The texts a name reveals keep the name's case: lowercase them.
+        let star = hit.star.map(lowercase);
+        let plan = rule.plan.as_ref().map(|plan| match &star {
             Some(star) => plan.replace("{*}", star),
             None => plan.clone(),
         });
         let tenant = match rule.kind {
             _ if !rule.tenant => None,
-            DomainKind::Wildcard => hit.star.map(str::to_owned),
-            _ => hit.below.map(str::to_owned),
+            DomainKind::Wildcard => star.map(Cow::into_owned),
+            _ => hit.below.map(|below| lowercase(below).into_owned()),
         };
         Some(DomainMatch {
             product,
@@ -504,6 +490,15 @@ fn domain_reason(rule: &DomainRule) -> String {
 }
 
 /// Catalog sizes are bounded by [`MAX_BUNDLE_BYTES`], far below `u32::MAX` entries.
+/// `text` in lowercase, copied only if it has upper-case letters.
+fn lowercase(text: &str) -> Cow<'_, str> {
+    if text.bytes().any(|byte| byte.is_ascii_uppercase()) {
+        Cow::Owned(text.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
 fn index_u32(index: usize) -> u32 {
     u32::try_from(index).unwrap_or(u32::MAX)
 }

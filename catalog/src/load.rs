@@ -85,7 +85,7 @@ struct RawProcess {
     #[serde(default)]
     exe: RawExe,
     #[serde(default)]
-    cmdline: Vec<String>,
+    cmdline: Vec<Spanned<String>>,
     #[serde(default)]
     args: Vec<String>,
     #[serde(default)]
@@ -100,11 +100,11 @@ struct RawProcess {
 #[serde(deny_unknown_fields)]
 struct RawExe {
     #[serde(default)]
-    linux: Vec<String>,
+    linux: Vec<Spanned<String>>,
     #[serde(default)]
-    macos: Vec<String>,
+    macos: Vec<Spanned<String>>,
     #[serde(default)]
-    windows: Vec<String>,
+    windows: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -176,8 +176,48 @@ const MAX_DISPLAY: usize = 128;
 /// Unit of the size limit for compiled regex sets (each set may use 16 of them).
 pub(crate) const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
-/// Reads every file and validates the whole set. `files` are `(name, content)` pairs.
-pub(crate) fn load_files(files: &[(String, String)]) -> Result<Vec<Product>, Vec<Problem>> {
+/// Lines of the regexes of one process rule: each `cmdline` pattern, and each exe glob per OS
+/// (Linux, macOS, Windows), in the rule's order. Errors found only when the regex sets are
+/// compiled (`ProcessIndex::build`) are reported at these lines.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegexLines {
+    pub(crate) cmdline: Vec<usize>,
+    pub(crate) exe: [Vec<usize>; 3],
+}
+
+/// [`RegexLines`] of every process rule, by product and rule.
+pub(crate) type CatalogRegexLines = Vec<Vec<RegexLines>>;
+
+/// The file and line of a regex that `ProcessIndex::build` could not compile.
+pub(crate) fn regex_problem(
+    products: &[Product],
+    lines: &CatalogRegexLines,
+    error: process::RegexError,
+) -> Problem {
+    let file = products
+        .get(error.product)
+        .map_or_else(|| "data/*.toml".to_owned(), |product| product.file.clone());
+    let rule_lines = lines
+        .get(error.product)
+        .and_then(|rules| rules.get(error.rule));
+    let line = rule_lines.and_then(|rule| match error.pattern {
+        process::PatternAt::Cmdline(index) => rule.cmdline.get(index).copied(),
+        process::PatternAt::Exe { os, glob } => {
+            rule.exe.get(os).and_then(|globs| globs.get(glob)).copied()
+        }
+    });
+    Problem {
+        file,
+        line,
+        message: error.message,
+    }
+}
+
+/// Reads every file and validates the whole set. `files` are `(name, content)` pairs. Also
+/// returns where each process rule's regexes were written.
+pub(crate) fn load_files(
+    files: &[(String, String)],
+) -> Result<(Vec<Product>, CatalogRegexLines), Vec<Problem>> {
     let mut problems = Vec::new();
     let mut located = Vec::new();
     for (file, content) in files {
@@ -195,7 +235,10 @@ pub(crate) fn load_files(files: &[(String, String)]) -> Result<Vec<Product>, Vec
     }
     check_across_files(&located, &mut problems);
     if problems.is_empty() {
-        Ok(located.into_iter().map(|entry| entry.product).collect())
+        Ok(located
+            .into_iter()
+            .map(|entry| (entry.product, entry.regex_lines))
+            .unzip())
     } else {
         Err(problems)
     }
@@ -207,6 +250,7 @@ struct Located {
     id_line: usize,
     domain_lines: Vec<usize>,
     extension_lines: Vec<usize>,
+    regex_lines: Vec<RegexLines>,
 }
 
 struct Checker<'a> {
@@ -307,13 +351,15 @@ impl Checker<'_> {
             }
         }
         let mut processes: Vec<ProcessRule> = Vec::new();
+        let mut regex_lines = Vec::new();
         for entry in raw.process {
             let span = entry.span();
-            if let Some(rule) = self.process(&prefix, entry.into_inner(), span.clone()) {
+            if let Some((rule, lines)) = self.process(&prefix, entry.into_inner(), span.clone()) {
                 if processes.iter().any(|other| other.name == rule.name) {
                     self.problem(span, format!("duplicate process rule id `{}`", rule.name));
                 } else {
                     processes.push(rule);
+                    regex_lines.push(lines);
                 }
             }
         }
@@ -404,6 +450,7 @@ impl Checker<'_> {
             },
             domain_lines,
             extension_lines,
+            regex_lines,
         })
     }
 
@@ -457,7 +504,7 @@ impl Checker<'_> {
         prefix: &str,
         raw: RawProcess,
         span: Range<usize>,
-    ) -> Option<ProcessRule> {
+    ) -> Option<(ProcessRule, RegexLines)> {
         let before = self.problems.len();
         if !is_rule_name(&raw.id) {
             self.problem(
@@ -465,12 +512,31 @@ impl Checker<'_> {
                 format!("process rule id `{}` must be a-z, 0-9, `-`", raw.id),
             );
         }
-        let exe = ExePatterns {
-            linux: raw.exe.linux,
-            macos: raw.exe.macos,
-            windows: raw.exe.windows,
+        // Each regex keeps its own line: errors found when the sets are compiled point at it.
+        let lines_of = |patterns: &[Spanned<String>]| -> Vec<usize> {
+            patterns
+                .iter()
+                .map(|pattern| self.line_of(pattern.span().start))
+                .collect()
         };
-        if raw.names.is_empty() && exe.is_empty() && raw.cmdline.is_empty() {
+        let lines = RegexLines {
+            cmdline: lines_of(&raw.cmdline),
+            exe: [
+                lines_of(&raw.exe.linux),
+                lines_of(&raw.exe.macos),
+                lines_of(&raw.exe.windows),
+            ],
+        };
+        let texts = |patterns: Vec<Spanned<String>>| -> Vec<String> {
+            patterns.into_iter().map(Spanned::into_inner).collect()
+        };
+        let exe = ExePatterns {
+            linux: texts(raw.exe.linux),
+            macos: texts(raw.exe.macos),
+            windows: texts(raw.exe.windows),
+        };
+        let cmdline = texts(raw.cmdline);
+        if raw.names.is_empty() && exe.is_empty() && cmdline.is_empty() {
             self.problem(
                 span.clone(),
                 format!(
@@ -485,15 +551,17 @@ impl Checker<'_> {
             }
         }
         let globs = exe.linux.iter().chain(&exe.macos).chain(&exe.windows);
-        for glob in globs {
+        let glob_lines = lines.exe.iter().flatten();
+        for (glob, line) in globs.zip(glob_lines) {
             if let Err(reason) = process::glob_to_regex(glob, false) {
-                self.problem(span.clone(), format!("exe glob `{glob}`: {reason}"));
+                self.problem_at(*line, format!("exe glob `{glob}`: {reason}"));
             }
         }
-        for pattern in &raw.cmdline {
+        for (pattern, line) in cmdline.iter().zip(&lines.cmdline) {
             // Parsing finds every syntax error with the regex crate's own parser; compiling
             // each pattern here as well would double the catalog's compile time (the sets
-            // compile them once, in `ProcessIndex::build`).
+            // compile them once, in `ProcessIndex::build`, and an error there, such as the size
+            // limit, is traced back to its pattern and reported at the pattern's line).
             if let Err(error) = regex_syntax::Parser::new().parse(pattern) {
                 let first_line = error.to_string();
                 let first_line = first_line
@@ -502,8 +570,8 @@ impl Checker<'_> {
                     .unwrap_or_default()
                     .trim()
                     .to_owned();
-                self.problem(
-                    span.clone(),
+                self.problem_at(
+                    *line,
                     format!("cmdline regex `{pattern}` is invalid: {first_line}"),
                 );
             }
@@ -519,18 +587,19 @@ impl Checker<'_> {
         if self.problems.len() > before {
             return None;
         }
-        Some(ProcessRule {
+        let rule = ProcessRule {
             id: format!("{prefix}/process/{}", raw.id),
             name: raw.id,
             names: raw.names,
             runtime: raw.runtime,
             exe,
-            cmdline: raw.cmdline,
+            cmdline,
             args: raw.args,
             args_any: raw.args_any,
             confidence: raw.confidence.unwrap_or(Confidence::High),
             note: raw.note,
-        })
+        };
+        Some((rule, lines))
     }
 
     fn risky_flag(
@@ -793,6 +862,14 @@ impl Checker<'_> {
 
     fn problem(&mut self, span: Range<usize>, message: String) {
         let line = self.line_of(span.start);
+        self.problems.push(Problem {
+            file: self.file.to_owned(),
+            line: Some(line),
+            message,
+        });
+    }
+
+    fn problem_at(&mut self, line: usize, message: String) {
         self.problems.push(Problem {
             file: self.file.to_owned(),
             line: Some(line),

@@ -322,10 +322,68 @@ impl std::fmt::Debug for ProcessIndex {
     }
 }
 
+/// A regex that keeps the process rules from compiling, found by [`blame`].
+#[derive(Debug)]
+pub(crate) struct RegexError {
+    /// Index of the product.
+    pub(crate) product: usize,
+    /// Index of the process rule within the product.
+    pub(crate) rule: usize,
+    /// Which of the rule's regexes.
+    pub(crate) pattern: PatternAt,
+    pub(crate) message: String,
+}
+
+/// A regex of a process rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum PatternAt {
+    /// The rule's `cmdline` pattern of this index.
+    Cmdline(usize),
+    /// The exe glob of this index for this OS (0 Linux, 1 macOS, 2 Windows).
+    Exe { os: usize, glob: usize },
+}
+
+/// Finds the pattern to blame when a set of `patterns` does not compile: the one whose
+/// addition first makes the set fail, by bisecting on prefixes of the set (a set only grows
+/// as patterns are added), then compiled alone to tell whether it fails by itself. A few
+/// compiles, each bounded by the size limit, on an error path only. Returns its index and
+/// what is wrong; `None` if every prefix compiles (the set's error then was not one pattern's).
+fn blame<P: AsRef<str>>(
+    patterns: &[P],
+    set_error: &str,
+    compiles: impl Fn(&[P]) -> Result<(), String>,
+) -> Option<(usize, String)> {
+    // Invariant: the prefix of `good` patterns compiles, that of `bad` does not.
+    let (mut good, mut bad) = (0, patterns.len());
+    if compiles(patterns).is_ok() {
+        return None;
+    }
+    while bad - good > 1 {
+        let middle = good + (bad - good) / 2;
+        if compiles(patterns.get(..middle)?).is_ok() {
+            good = middle;
+        } else {
+            bad = middle;
+        }
+    }
+    let culprit = bad - 1;
+    let pattern = patterns.get(culprit)?.as_ref();
+    let message = match compiles(patterns.get(culprit..bad)?) {
+        Err(error) => format!("regex `{pattern}` does not compile: {error}"),
+        Ok(()) => format!(
+            "regex `{pattern}` compiles alone, but its set does not from this regex on, \
+             number {bad} of {} ({set_error}); shorten or simplify the set's regexes",
+            patterns.len()
+        ),
+    };
+    Some((culprit, message))
+}
+
 impl ProcessIndex {
     /// Compiles every process rule. Individual patterns were validated on load; this can still
-    /// fail if the combined sets exceed the regex size limit.
-    pub(crate) fn build(products: &[Product]) -> Result<ProcessIndex, String> {
+    /// fail if a pattern, or the combined sets, exceed the regex size limit: the error then
+    /// names the regex to blame.
+    pub(crate) fn build(products: &[Product]) -> Result<ProcessIndex, RegexError> {
         let mut rules = Vec::new();
         let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
         let mut exe_patterns = Vec::new();
@@ -333,6 +391,9 @@ impl ProcessIndex {
         let mut exe_glob = Vec::new();
         let mut cmdline_patterns: [Vec<&str>; 3] = Default::default();
         let mut cmdline_owner: [Vec<usize>; 3] = Default::default();
+        // Where each pattern of each set comes from: product, rule, which regex.
+        let mut exe_source = Vec::new();
+        let mut cmdline_source: [Vec<(usize, usize, PatternAt)>; 3] = Default::default();
         for (product_index, product) in products.iter().enumerate() {
             for (rule_index, rule) in product.processes.iter().enumerate() {
                 let compiled_index = rules.len();
@@ -353,18 +414,35 @@ impl ProcessIndex {
                 ];
                 for (os_index, (globs, case_insensitive)) in per_os.into_iter().enumerate() {
                     for (glob_index, glob) in globs.iter().enumerate() {
+                        let at = PatternAt::Exe {
+                            os: os_index,
+                            glob: glob_index,
+                        };
+                        let regex =
+                            glob_to_regex(glob, case_insensitive).map_err(|reason| RegexError {
+                                product: product_index,
+                                rule: rule_index,
+                                pattern: at,
+                                message: format!("exe glob `{glob}`: {reason}"),
+                            })?;
                         exe_ids.push(exe_patterns.len());
-                        exe_patterns.push(glob_to_regex(glob, case_insensitive)?);
+                        exe_patterns.push(regex);
+                        exe_source.push((product_index, rule_index, at));
                         exe_owner.push(compiled_index);
                         exe_glob.push((rule_index, os_index, glob_index));
                     }
                 }
                 let mut cmdline_ids = Vec::new();
                 let gate = gate(rule.runtime);
-                for pattern in &rule.cmdline {
+                for (pattern_index, pattern) in rule.cmdline.iter().enumerate() {
                     cmdline_ids.push(cmdline_patterns[gate].len());
                     cmdline_patterns[gate].push(pattern);
                     cmdline_owner[gate].push(compiled_index);
+                    cmdline_source[gate].push((
+                        product_index,
+                        rule_index,
+                        PatternAt::Cmdline(pattern_index),
+                    ));
                 }
                 let specificity = [
                     !rule.names.is_empty(),
@@ -389,22 +467,69 @@ impl ProcessIndex {
                 });
             }
         }
-        let exe_set = regex::bytes::RegexSetBuilder::new(&exe_patterns)
-            .unicode(false)
-            .size_limit(REGEX_SIZE_LIMIT * 16)
-            .build()
-            .map_err(|error| format!("exe globs do not compile together: {error}"))?;
-        let mut sets = Vec::with_capacity(3);
-        for (patterns, owner) in cmdline_patterns.into_iter().zip(cmdline_owner) {
-            let set = RegexSetBuilder::new(&patterns)
+        let build_exe = |patterns: &[String]| {
+            regex::bytes::RegexSetBuilder::new(patterns)
+                .unicode(false)
                 .size_limit(REGEX_SIZE_LIMIT * 16)
                 .build()
-                .map_err(|error| format!("cmdline regexes do not compile together: {error}"))?;
+        };
+        // On an error, the regex to blame is found and named with its rule.
+        let located = |sources: &[(usize, usize, PatternAt)], found: Option<(usize, String)>| {
+            let (index, message) = found?;
+            let (product, rule, pattern) = *sources.get(index)?;
+            Some(RegexError {
+                product,
+                rule,
+                pattern,
+                message,
+            })
+        };
+        let unlocated = |message: String| RegexError {
+            product: usize::MAX,
+            rule: usize::MAX,
+            pattern: PatternAt::Cmdline(usize::MAX),
+            message,
+        };
+        let exe_set = build_exe(&exe_patterns).map_err(|error| {
+            let error = error.to_string();
+            let found = blame(&exe_patterns, &error, |prefix| {
+                build_exe(prefix).map(drop).map_err(|e| e.to_string())
+            });
+            located(
+                &exe_source,
+                found.map(|(at, why)| (at, format!("exe glob {why}"))),
+            )
+            .unwrap_or_else(|| unlocated(format!("exe globs do not compile together: {error}")))
+        })?;
+        let build_cmdline = |patterns: &[&str]| {
+            RegexSetBuilder::new(patterns)
+                .size_limit(REGEX_SIZE_LIMIT * 16)
+                .build()
+        };
+        let mut sets = Vec::with_capacity(3);
+        for ((patterns, owner), sources) in cmdline_patterns
+            .into_iter()
+            .zip(cmdline_owner)
+            .zip(&cmdline_source)
+        {
+            let set = build_cmdline(&patterns).map_err(|error| {
+                let error = error.to_string();
+                let found = blame(&patterns, &error, |prefix| {
+                    build_cmdline(prefix).map(drop).map_err(|e| e.to_string())
+                });
+                located(
+                    sources,
+                    found.map(|(at, why)| (at, format!("cmdline {why}"))),
+                )
+                .unwrap_or_else(|| {
+                    unlocated(format!("cmdline regexes do not compile together: {error}"))
+                })
+            })?;
             sets.push(CmdlineSet { set, owner });
         }
         let cmdline_sets: [CmdlineSet; 3] = sets
             .try_into()
-            .map_err(|_| "cmdline sets: expected three".to_owned())?;
+            .map_err(|_| unlocated("cmdline sets: expected three".to_owned()))?;
         Ok(ProcessIndex {
             rules,
             by_name,
@@ -745,5 +870,30 @@ mod tests {
         assert!(!has_flag(&args, "--yolo", None));
         let args = strings(&["--yolo"]);
         assert!(!has_flag(&args, "--yolo", None), "argv[0] is not a flag");
+    }
+
+    #[test]
+    fn blame_names_the_regex_that_fails_alone_or_tips_the_set_over() {
+        // A set "compiles" while its total length stays within 10 bytes.
+        let compiles = |set: &[&str]| {
+            let total: usize = set.iter().map(|p| p.len()).sum();
+            if total <= 10 {
+                Ok(())
+            } else {
+                Err(format!("{total} bytes"))
+            }
+        };
+        let fits = ["ab", "cd", "ef"];
+        assert_eq!(blame(&fits, "", compiles), None);
+        let (at, why) = blame(&["ab", "cdefghijklm", "x"], "too big", compiles).unwrap();
+        assert_eq!(at, 1);
+        assert_eq!(why, "regex `cdefghijklm` does not compile: 11 bytes");
+        let (at, why) = blame(&["abc", "def", "ghi", "jkl", "m"], "13 bytes", compiles).unwrap();
+        assert_eq!(at, 3);
+        assert!(
+            why.starts_with("regex `jkl` compiles alone, but its set does not"),
+            "{why}"
+        );
+        assert!(why.contains("number 4 of 5 (13 bytes)"), "{why}");
     }
 }

@@ -116,7 +116,7 @@ fn index(rules: &[(&str, DomainKind, bool)]) -> DomainIndex {
 fn check(index: &DomainIndex, name: &str, expect: &str) {
     let actual = match index.lookup(name) {
         Err(Miss::NoMatch) => "-".to_owned(),
-        Err(Miss::UpperCase) => "upper".to_owned(),
+        Err(Miss::Unicode) => "unicode".to_owned(),
         Ok(hit) => format!(
             "{} star={} below={}",
             hit.rule.rule,
@@ -149,15 +149,40 @@ fn the_most_specific_rule_wins() {
 }
 
 #[test]
-fn lookups_check_the_name_as_they_read_it() {
+fn lookups_fold_case_and_check_every_byte_of_a_hit() {
     let index = index(&[("example.com", DomainKind::Suffix, false)]);
-    check(&index, "www.Example.com", "upper");
-    check(&index, "WWW.example.com", "upper");
+    check(&index, "www.Example.com", "0 star=- below=www");
+    check(&index, "WWW.EXAMPLE.COM.", "0 star=- below=WWW");
+    check(&index, "www.example.com.", "0 star=- below=www");
+    check(&index, "www.example.com..", "-");
     check(&index, "a..example.com", "-");
     check(&index, ".example.com", "-");
     check(&index, "a b.example.com", "-");
-    check(&index, "\u{e9}.example.com", "-");
+    check(&index, "a\u{7f}.example.com", "-");
+    check(&index, "a_b.example.com", "0 star=- below=a_b");
+    check(&index, "@.example.com", "-");
+    check(&index, "\r.example.com", "-");
+    check(&index, "\u{e9}.example.com", "unicode");
+    check(&index, "www.example.com\u{3002}", "unicode");
     check(&index, &format!("{}.example.com", "a".repeat(64)), "-");
+    check(
+        &index,
+        &format!("{}.example.com", "a".repeat(63)),
+        &format!("0 star=- below={}", "a".repeat(63)),
+    );
+    check(
+        &index,
+        &format!("{}example.com", "a.".repeat(121)),
+        "0 star=- below=a",
+    );
+    check(&index, &format!("{}example.com", "a.".repeat(122)), "-");
+    check(
+        &index,
+        &format!("{}example.com", "\u{e9}.".repeat(122)),
+        "unicode",
+    );
+    check(&index, "", "-");
+    check(&index, ".", "-");
     // A miss reads only what it needs: what lies left of it is never judged.
     check(&index, "a..example.org", "-");
 }
@@ -204,11 +229,12 @@ fn wildcards_match_part_of_one_label() {
 
 /// The hash of a whole suffix, as the index computes it label by label.
 fn hash_of(suffix: &str) -> u64 {
-    let bytes = suffix.as_bytes();
+    let prepared = Prepared::new(suffix.as_bytes()).unwrap();
     let mut hash = SEED;
-    let mut end = bytes.len();
+    let mut end = prepared.len;
     loop {
-        let start = scan_label(bytes, end, &mut hash).unwrap();
+        let start;
+        (start, hash) = prepared.step(hash, end);
         if start == 0 {
             return hash;
         }
@@ -217,59 +243,309 @@ fn hash_of(suffix: &str) -> u64 {
 }
 
 #[test]
-fn suffix_hashes_extend_label_by_label() {
+fn suffix_hashes_extend_label_by_label_and_fold_case() {
     let whole = hash_of("openai.com");
+    assert_eq!(whole, hash_of("OpenAI.COM"));
     assert_ne!(whole, hash_of("openaic.om"));
     assert_ne!(whole, hash_of("com.openai"));
     assert_ne!(hash_of("abcdefgh.com"), hash_of("abcdefghcom"));
+    assert_ne!(hash_of("abcdefgh.com"), hash_of("hgfedcba.com"));
+    assert_ne!(hash_of("abcdefgh"), hash_of("abcdefg"));
+    assert_ne!(hash_of("abcdefgh"), hash_of("abcdefgh0"));
+    assert_ne!(hash_of("x.abcdefgh"), hash_of("y.abcdefgh"));
+    assert_ne!(hash_of("abcdefgh.com"), hash_of("abcdefgh\0.com"));
     assert_ne!(hash_of("a.example"), hash_of("b.example"));
-    let mut index = DomainIndex::default();
-    let node = index.insert_path("openai.com");
-    assert_eq!(
-        index.find(whole, "openai.com").map(|n| &*n.suffix),
-        Some("openai.com")
+    let long = "abcdefghijklmnopqrstuvwxyz0123456789-abcdefghijklmnopqrstuvwxyz";
+    assert_ne!(
+        hash_of(&format!("{long}.com")),
+        hash_of(&format!("{long}a.com"))
     );
-    assert_eq!(index.nodes[node].suffix.as_ref(), "openai.com");
-    // A colliding hash for another suffix is chained, not confused.
-    let other = index.node_for(whole, "other.example");
-    assert_ne!(other, node);
-    assert_eq!(
-        index.find(whole, "other.example").map(|n| &*n.suffix),
-        Some("other.example")
-    );
-    assert_eq!(
-        index.find(whole, "openai.com").map(|n| &*n.suffix),
-        Some("openai.com")
-    );
-    assert!(index.find(whole, "third.example").is_none());
 }
 
 #[test]
-fn the_embedded_catalog_hashes_without_long_chains() {
+fn dots_are_found_in_every_position() {
+    for len in 1..=MAX_NAME {
+        for dot in 1..len.saturating_sub(1) {
+            let mut name = vec![b'a'; len];
+            name[dot] = b'.';
+            let prepared = Prepared::new(&name).unwrap();
+            assert_eq!(prepared.label_start(len), dot + 1, "{len} {dot}");
+            assert_eq!(prepared.label_start(dot), 0, "{len} {dot}");
+        }
+    }
+    assert_eq!(
+        Prepared::new(&[b'a'; MAX_NAME + 1]).err(),
+        Some(Miss::NoMatch)
+    );
+    assert_eq!(Prepared::new(b"").err(), Some(Miss::NoMatch));
+    assert_eq!(
+        Prepared::new("\u{e9}".as_bytes()).err(),
+        Some(Miss::Unicode)
+    );
+}
+
+/// Gives the suffix `victim` (a string the index holds) the hash of `name`'s suffix `decoy`,
+/// as a hash collision would.
+fn collide(index: &mut DomainIndex, victim: &str, decoy: &str) {
+    let target = hash_of(decoy);
+    let node = index
+        .suffixes
+        .iter()
+        .position(|suffix| &**suffix == victim)
+        .unwrap();
+    let slots = index
+        .slots
+        .iter()
+        .copied()
+        .filter(|slot| slot.node != NO_NODE);
+    let mut moved: Vec<Slot> = slots.collect();
+    for slot in &mut moved {
+        if slot.node as usize == node {
+            slot.hash = target;
+        }
+    }
+    let mask = index.slots.len() - 1;
+    index.slots.fill(EMPTY_SLOT);
+    for slot in moved {
+        let mut at = home_slot(slot.hash) & mask;
+        while index.slots[at].node != NO_NODE {
+            at = (at + 1) & mask;
+        }
+        index.slots[at] = slot;
+    }
+}
+
+#[test]
+fn a_hash_collision_costs_time_not_a_wrong_answer() {
+    use DomainKind::{Exact, Suffix};
+    let mut index = index(&[
+        ("example.com", Suffix, false),
+        ("other.example.org", Exact, false),
+    ]);
+    check(&index, "api.example.com", "0 star=- below=api");
+    // `other.example.org` now claims the hash of `api.example.com`: an unchecked walk offers
+    // its exact rule for `api.example.com`, the confirmation refuses it, and the checked walk
+    // finds the true answer.
+    collide(&mut index, "other.example.org", "api.example.com");
+    assert!(
+        index
+            .walk::<false>(
+                "api.example.com",
+                &Prepared::new(b"api.example.com").unwrap()
+            )
+            .is_some_and(|found| found.rule.rule == 1)
+    );
+    check(&index, "api.example.com", "0 star=- below=api");
+    check(&index, "x.api.example.com", "0 star=- below=api");
+    check(&index, "other.example.org", "-");
+}
+
+#[test]
+fn the_checked_walk_agrees_with_the_fast_one() {
     let catalog = crate::Catalog::embedded().unwrap();
     let index = &catalog.domains;
-    let mut longest = 0;
-    for first in index.table.values() {
-        let mut length = 0;
-        let mut cursor = *first;
-        while cursor != NO_NODE {
-            length += 1;
-            cursor = index.nodes[cursor as usize].next;
+    let mut names: Vec<String> = Vec::new();
+    for product in catalog.products() {
+        for rule in &product.domains {
+            let pattern = rule.pattern.replace('*', "x1");
+            names.push(pattern.clone());
+            names.push(format!("a.{pattern}"));
+            names.push(format!("a.b.{pattern}"));
+            names.push(pattern.to_ascii_uppercase());
+            if let Some((_, rest)) = pattern.split_once('.') {
+                names.push(rest.to_owned());
+                names.push(format!("zz.{rest}"));
+            }
         }
-        longest = longest.max(length);
     }
-    let wildcards = index
-        .nodes
+    let mut hits = 0;
+    for name in &names {
+        let prepared = Prepared::new(name.as_bytes()).unwrap();
+        let fast = index.walk::<false>(name, &prepared);
+        let checked = index.walk::<true>(name, &prepared);
+        let key = |found: Option<Found>| found.map(|found| (found.rule, found.rank, found.start));
+        assert_eq!(key(fast), key(checked), "{name}");
+        if let Some(found) = fast {
+            assert!(index.confirm(name, &found), "{name}");
+            hits += 1;
+        }
+    }
+    assert!(hits > names.len() / 2, "{hits} of {}", names.len());
+}
+
+#[test]
+fn the_embedded_catalog_hashes_without_collisions_or_long_probes() {
+    let catalog = crate::Catalog::embedded().unwrap();
+    let index = &catalog.domains;
+    assert!(
+        !index.collisions,
+        "two suffixes of the catalog share a hash"
+    );
+    let mask = index.slots.len() - 1;
+    let mut longest = 0;
+    for (at, slot) in index.slots.iter().enumerate() {
+        if slot.node != NO_NODE {
+            longest = longest.max(at.wrapping_sub(home_slot(slot.hash) & mask) & mask);
+        }
+    }
+    assert!(
+        longest <= 16,
+        "a probe runs {longest} slots: the suffix hash clusters"
+    );
+    let largest_group = index
+        .wildcard_slots
         .iter()
-        .map(|n| n.wildcards.len())
+        .map(|slot| slot.count)
         .max()
         .unwrap_or(0);
     assert!(
-        wildcards <= 32,
-        "{wildcards} wildcard rules share one tail: index them by more"
+        largest_group <= 4,
+        "{largest_group} wildcard rules share one key: index them by more"
     );
-    assert!(
-        longest <= 2,
-        "hash chains of {longest}: the suffix hash collides"
-    );
+}
+
+#[test]
+fn word_checks_agree_with_the_byte_table() {
+    // Every ASCII byte at every position of a word, and a label of every length.
+    for byte in 0..0x80u8 {
+        for at in 0..12 {
+            let mut name = vec![b'a'; 12];
+            name[at] = byte;
+            let prepared = Prepared::new(&name).unwrap();
+            let text = std::str::from_utf8(&name).unwrap();
+            let expect = check_labels(text).is_some();
+            assert_eq!(
+                prepared.labels_are_valid(0..name.len()),
+                expect,
+                "{byte:#x} at {at}"
+            );
+        }
+    }
+    for len in 1..=80 {
+        let name = format!("{}.b", "a".repeat(len));
+        let prepared = Prepared::new(name.as_bytes()).unwrap();
+        assert_eq!(prepared.labels_are_valid(0..len), len <= MAX_LABEL, "{len}");
+        assert_eq!(
+            prepared.labels_are_valid(0..name.len()),
+            len <= MAX_LABEL,
+            "{len}"
+        );
+    }
+}
+
+#[test]
+fn words_are_read_at_every_offset() {
+    let text: Vec<u8> = (1..=40u8).collect();
+    for len in 0..=text.len() {
+        for at in 0..len + 9 {
+            let expect = (0..8).fold(0u64, |word, k| {
+                word | u64::from(*text[..len].get(at + k).unwrap_or(&0)) << (8 * k)
+            });
+            assert_eq!(word_at(&text[..len], at), expect, "{len} {at}");
+        }
+    }
+}
+
+#[test]
+fn label_checks_agree_with_the_byte_table_for_every_dot_layout() {
+    // Every string of `a` and `.` up to 14 bytes (dots at word edges and side by side).
+    for len in 1..=14usize {
+        for layout in 0..(1u32 << len) {
+            let name: String = (0..len)
+                .map(|at| if layout >> at & 1 == 1 { '.' } else { 'a' })
+                .collect();
+            let prepared = Prepared::new(name.as_bytes()).unwrap();
+            assert_eq!(
+                prepared.labels_are_valid(0..len),
+                check_labels(&name).is_some(),
+                "{name:?}"
+            );
+        }
+    }
+    // Labels of 62 to 65 bytes at every offset from a word edge.
+    for lead in 0..9 {
+        for label in 62..66 {
+            let name = format!("{}{}.b", "a.".repeat(lead), "c".repeat(label));
+            let prepared = Prepared::new(name.as_bytes()).unwrap();
+            assert_eq!(
+                prepared.labels_are_valid(0..name.len()),
+                check_labels(&name).is_some(),
+                "{name:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_step_finds_the_label_and_hashes_it_in_any_case() {
+    for name in [
+        "a.b",
+        "abcdefg.hijklmn.com",
+        "abcdefgh.abcdefghi.x",
+        "x.abcdefghijklmnopq.abcdefg",
+        "0123456.7",
+        ".abc",
+        "abc.",
+        "a..b",
+        "averyveryverylonglabel",
+        "abcdefgh",
+        "abcdefgh.com",
+        "abcdefghabcdefgh.com",
+        "x.abcdefgh.com",
+    ] {
+        let prepared = Prepared::new(name.as_bytes()).unwrap();
+        let upper = name.to_ascii_uppercase();
+        let shouting = Prepared::new(upper.as_bytes()).unwrap();
+        let mut end = prepared.len;
+        let mut hash = SEED;
+        loop {
+            let start = prepared.label_start(end);
+            let (step_start, step_hash) = prepared.step(hash, end);
+            assert_eq!(step_start, start, "{name} {end}");
+            assert_eq!(
+                shouting.step(hash, end),
+                (step_start, step_hash),
+                "{name} {end}"
+            );
+            // The same label alone hashes the same.
+            let label = Prepared::new(&name.as_bytes()[start..end]);
+            if let Ok(label) = label {
+                assert_eq!(label.step(hash, label.len), (0, step_hash), "{name} {end}");
+            }
+            hash = step_hash;
+            if start == 0 {
+                break;
+            }
+            end = start - 1;
+        }
+    }
+}
+
+#[test]
+fn labels_of_every_length_hash_apart() {
+    let mut seen = std::collections::HashMap::new();
+    for len in 1..=MAX_LABEL {
+        for text in [
+            "a".repeat(len),
+            format!("{}.com", "a".repeat(len)),
+            format!("b.{}", "a".repeat(len)),
+            format!("{}b", "a".repeat(len - 1)),
+        ] {
+            if let Some(other) = seen.insert(hash_of(&text), text.clone()) {
+                assert_eq!(other, text, "two names, one hash");
+            }
+        }
+    }
+}
+
+#[test]
+fn ascii_is_judged_at_every_position() {
+    for len in 1..40 {
+        for at in 0..len {
+            let mut bytes = vec![b'a'; len];
+            assert!(is_ascii(&bytes));
+            bytes[at] = 0x80;
+            assert!(!is_ascii(&bytes), "{len} {at}");
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod embedded;
 mod fuzz;
 mod precision;
 mod processes;
+mod regex_errors;
 mod rules;
 mod validation;
 

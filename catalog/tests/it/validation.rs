@@ -171,11 +171,11 @@ fn invalid_process_rules_are_refused() {
     let with = |body: &str| format!("{HEADER}\n[[product.process]]\nid = \"rule\"\n{body}\n");
     check(
         &with("cmdline = ['(unclosed']"),
-        "data/test.toml:9: cmdline regex `(unclosed` is invalid",
+        "data/test.toml:11: cmdline regex `(unclosed` is invalid",
     );
     check(
         &with("exe.windows = ['C:\\Program Files\\x.exe']"),
-        "data/test.toml:9: exe glob",
+        "data/test.toml:11: exe glob",
     );
     check(
         &with("confidence = \"high\""),
