@@ -6,6 +6,8 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
@@ -31,6 +33,13 @@ pub struct ScanArgs {
     /// Skip the file inventory (processes and listeners only).
     #[arg(long)]
     pub no_inventory: bool,
+    /// Keep watching for SECONDS with the daemon's sensor loop (process events where
+    /// available, polling, listeners, inventory on change), printing detections as they come.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub follow: Option<u64>,
+    /// Process polling interval in seconds with `--follow`.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub interval: u64,
 }
 
 /// Runs `scan`.
@@ -45,6 +54,9 @@ pub fn run(args: ScanArgs) -> Result<(), CommandError> {
     }
     let catalog = Catalog::embedded().context("the built-in catalog is invalid")?;
     let catalog = Arc::new(catalog);
+    if let Some(seconds) = args.follow {
+        return follow(&args, catalog, Duration::from_secs(seconds));
+    }
     let options = HostOptions {
         process_events: false,
         inventory: !args.no_inventory,
@@ -82,15 +94,9 @@ pub fn run(args: ScanArgs) -> Result<(), CommandError> {
         }
     }
 
-    for health in sensor.health() {
-        let state = SensorState::try_from(health.state).unwrap_or(SensorState::Unspecified);
-        if health.sensor == "process" && state != SensorState::Ok {
-            eprintln!(
-                "note: process sensor {}: {}",
-                state_name(state),
-                health.detail
-            );
-        }
+    let (state, detail) = sensor.process_health();
+    if state != SensorState::Ok {
+        eprintln!("note: process sensor {}: {detail}", state_name(state));
     }
     if let Some((problems, models, files_read, homes)) = inventory_note {
         eprintln!(
@@ -115,6 +121,68 @@ pub fn run(args: ScanArgs) -> Result<(), CommandError> {
         }
     }
     Ok(())
+}
+
+/// `scan --follow`: the daemon's sensor loop for a while, detections printed as they come.
+fn follow(args: &ScanArgs, catalog: Arc<Catalog>, duration: Duration) -> Result<(), CommandError> {
+    let options = HostOptions {
+        process_interval: Duration::from_secs(args.interval),
+        process_events: true,
+        inventory: !args.no_inventory,
+        inventory_watch: true,
+        root: args.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+        ..HostOptions::default()
+    };
+    let mut sensor = HostSensor::new(catalog, options);
+    let events = if sensor.has_events() {
+        "process events on"
+    } else {
+        "process events unavailable: polling only"
+    };
+    eprintln!("following for {} s ({events})", duration.as_secs());
+    let (stop_sender, stop) = mpsc::channel::<()>();
+    let (_catalog_sender, catalogs) = mpsc::channel::<Arc<Catalog>>();
+    let timer = std::thread::spawn(move || {
+        std::thread::sleep(duration);
+        let _ = stop_sender.send(());
+    });
+    let json = args.json;
+    let mut failed: Option<io::Error> = None;
+    sensor.run(&stop, &catalogs, &now_ms, &mut |detections, _| {
+        if failed.is_some() {
+            return;
+        }
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        for detection in detections {
+            let written = if json {
+                writeln!(out, "{}", detection.to_json_line())
+            } else {
+                writeln!(
+                    out,
+                    "{} {} {} [{}] {}",
+                    detection.signal.as_str(),
+                    detection.product,
+                    escape_for_terminal(&detection.name),
+                    detection.risk.join(","),
+                    detection.rule
+                )
+            };
+            if let Err(error) = written.and_then(|()| out.flush()) {
+                failed = Some(error);
+                return;
+            }
+        }
+    });
+    drop(stop);
+    let _ = timer.join();
+    match failed {
+        None => Ok(()),
+        Some(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Some(error) => Err(anyhow::Error::new(error)
+            .context("cannot write to stdout")
+            .into()),
+    }
 }
 
 fn write_json(out: &mut impl Write, detections: &[Detection]) -> io::Result<()> {

@@ -357,12 +357,29 @@ impl Context<'_> {
         let definition = server.definition;
         let name = redact::cap(&server.name, 128).0.to_owned();
         let mut risk = Vec::new();
-        let (target, transport, value, known) = if let Some(url) = server.url() {
+        let kind = definition
+            .get("type")
+            .or(definition.get("transport"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let url = server
+            .url()
+            .or_else(|| definition.get("uri").and_then(Value::as_str));
+        let builtin = matches!(kind, "builtin" | "platform" | "frontend" | "inline_python");
+        let (target, transport, value, known) = if builtin {
+            let value = format!("{kind} extension");
+            (
+                String::new(),
+                "builtin",
+                value,
+                Some((format!("a {kind} extension"), String::new())),
+            )
+        } else if let Some(url) = url {
             let host = url_host(url).unwrap_or_default();
-            let transport = match definition.get("type").or(definition.get("transport")) {
-                Some(Value::String(kind)) if kind.contains("sse") => "sse",
-                _ if url.trim_end_matches('/').ends_with("/sse") => "sse",
-                _ => "http",
+            let transport = if kind.contains("sse") || url.trim_end_matches('/').ends_with("/sse") {
+                "sse"
+            } else {
+                "http"
             };
             risk.push("mcp_remote".to_owned());
             let value = redact::redact_text(url);
@@ -388,16 +405,7 @@ impl Context<'_> {
                 );
             }
             let line = redact::redact_cmdline(&args);
-            let facts = shadowai_catalog::ProcessFacts {
-                name: command.rsplit('/').next().unwrap_or(command),
-                exe: command,
-                args: &args,
-            };
-            let known = self
-                .catalog
-                .match_process(&facts)
-                .filter(|found| found.product.category == shadowai_catalog::Category::McpServer)
-                .map(|found| (found.product.name.clone(), found.rule.to_owned()));
+            let known = self.known_mcp_server(command, &args);
             let target = redact::cap(&line, 512).0.to_owned();
             (
                 target,
@@ -434,6 +442,9 @@ impl Context<'_> {
             redact::escape_for_terminal(&name)
         );
         match (&known, remote) {
+            (Some((known_name, rule)), _) if rule.is_empty() => {
+                reason.push_str(&format!(", {known_name} of the client"))
+            }
             (Some((known_name, rule)), _) => {
                 reason.push_str(&format!(", recognised as {known_name} ({rule})"))
             }
@@ -477,6 +488,30 @@ impl Context<'_> {
                 }),
             },
         }
+    }
+
+    /// The catalog MCP server a configured command starts, as (name, rule). Launchers run the
+    /// package under a runtime (`npx pkg` is `node …/npx pkg`), so they are matched as such.
+    fn known_mcp_server(&self, command: &str, args: &[String]) -> Option<(String, String)> {
+        let program = command.rsplit(['/', '\\']).next().unwrap_or(command);
+        let runtime = match program {
+            "npx" | "bunx" | "pnpx" | "npm" | "pnpm" | "yarn" => Some("node"),
+            "uvx" | "uv" | "pipx" => Some("python"),
+            _ => None,
+        };
+        let mut candidates = vec![(program.to_owned(), command.to_owned(), args.to_vec())];
+        if let Some(runtime) = runtime {
+            let mut with_runtime = vec![runtime.to_owned()];
+            with_runtime.extend(args.iter().cloned());
+            candidates.push((runtime.to_owned(), String::new(), with_runtime));
+        }
+        candidates.iter().find_map(|(name, exe, args)| {
+            let facts = shadowai_catalog::ProcessFacts { name, exe, args };
+            self.catalog
+                .match_process(&facts)
+                .filter(|found| found.product.category == shadowai_catalog::Category::McpServer)
+                .map(|found| (found.product.name.clone(), found.rule.to_owned()))
+        })
     }
 
     fn app(

@@ -133,20 +133,41 @@ pub struct ProcView<'a> {
     pub uid: Option<u32>,
 }
 
-/// The program name of a process: the file name of argv\[0\], else of the exe, else the name.
-fn program(process: &ProcView<'_>) -> String {
-    let base = |path: &str| {
-        path.rsplit(['/', '\\'])
-            .next()
-            .unwrap_or(path)
-            .trim_end_matches(".exe")
-            .to_ascii_lowercase()
-    };
-    match process.args.first() {
-        Some(arg0) if !arg0.is_empty() => base(arg0),
-        _ if !process.exe.is_empty() => base(process.exe),
-        _ => base(process.name),
+/// The file name of a path, lowercased, without `.exe`.
+fn base(path: &str) -> String {
+    path.rsplit(['/', '\\'])
+        .next()
+        .unwrap_or(path)
+        .trim_end_matches(".exe")
+        .to_ascii_lowercase()
+}
+
+/// Interpreters that run a script named by their first argument (`sh ./kubectl`).
+const INTERPRETERS: &[&str] = &[
+    "sh", "bash", "dash", "zsh", "python", "python3", "node", "perl", "ruby",
+];
+
+/// The names a process goes by, most telling first: argv\[0\], the OS name (`comm`: for a
+/// script, the script's name), the script an interpreter runs, the executable.
+fn program_names(process: &ProcView<'_>) -> Vec<String> {
+    let mut names = Vec::with_capacity(4);
+    if let Some(arg0) = process.args.first().filter(|a| !a.is_empty()) {
+        names.push(base(arg0));
     }
+    if !process.name.is_empty() {
+        names.push(base(process.name));
+    }
+    if let (Some(first), Some(script)) = (names.first(), process.args.get(1))
+        && INTERPRETERS.contains(&first.as_str())
+        && !script.starts_with('-')
+    {
+        names.push(base(script));
+    }
+    if !process.exe.is_empty() {
+        names.push(base(process.exe));
+    }
+    names.dedup();
+    names
 }
 
 /// What a process an agent started is, when it is worth reporting: the kind, a short rule
@@ -155,7 +176,7 @@ pub fn classify(
     catalog: &Catalog,
     process: &ProcView<'_>,
 ) -> Option<(LineageKind, String, String)> {
-    let program = program(process);
+    let names = program_names(process);
     // A catalog MCP server first: `npx -y @modelcontextprotocol/server-github`.
     let facts = ProcessFacts {
         name: process.name,
@@ -171,45 +192,64 @@ pub fn classify(
             format!("the MCP server {}", found.product.name),
         ));
     }
-    if MCP_LAUNCHERS.contains(&program.as_str())
-        && let Some(package) = process
+    for name in &names {
+        if !MCP_LAUNCHERS.contains(&name.as_str()) {
+            continue;
+        }
+        // The package: the first word after the launcher that is not an option.
+        let after = process
             .args
             .iter()
-            .skip(1)
-            .find(|arg| !arg.starts_with('-') && arg.to_ascii_lowercase().contains("mcp"))
-    {
-        let package = crate::redact::cap(package, 128).0;
-        return Some((
-            LineageKind::McpServer,
-            program.clone(),
-            format!("an MCP server (`{program} … {package}`)"),
-        ));
+            .position(|arg| base(arg) == *name)
+            .map_or(1, |at| at + 1);
+        if let Some(package) = process
+            .args
+            .iter()
+            .skip(after)
+            .find(|arg| !arg.starts_with('-') && names_mcp(arg))
+        {
+            let package = crate::redact::cap(package, 128).0;
+            return Some((
+                LineageKind::McpServer,
+                name.clone(),
+                format!("an MCP server (`{name} … {package}`)"),
+            ));
+        }
     }
-    if let Some((name, reach)) = INFRA_CLIS.iter().find(|(name, _)| *name == program) {
-        return Some((
-            LineageKind::InfraCli,
-            (*name).to_owned(),
-            (*reach).to_owned(),
-        ));
+    for name in &names {
+        if let Some((cli, reach)) = INFRA_CLIS.iter().find(|(cli, _)| cli == name) {
+            return Some((
+                LineageKind::InfraCli,
+                (*cli).to_owned(),
+                (*reach).to_owned(),
+            ));
+        }
     }
-    if program == "rm" && is_recursive_rm_on_absolute_path(process.args) {
+    if names.iter().any(|n| n == "rm") && is_recursive_rm_on_absolute_path(process.args) {
         return Some((
             LineageKind::InfraCli,
             "rm-recursive".to_owned(),
             "recursive deletion of an absolute path".to_owned(),
         ));
     }
-    if program == "git" && is_force_push(process.args) {
+    if names.iter().any(|n| n == "git") && is_force_push(process.args) {
         return Some((
             LineageKind::InfraCli,
             "git-push-force".to_owned(),
             "a force push that rewrites a remote branch".to_owned(),
         ));
     }
-    if SHELLS.contains(&program.as_str()) || SHELLS.contains(&process.name) {
-        return Some((LineageKind::Shell, program.clone(), "a shell".to_owned()));
+    // A shell only when it is one by argv[0] or name (not a script a shell runs).
+    if let Some(shell) = names.iter().take(2).find(|n| SHELLS.contains(&n.as_str())) {
+        return Some((LineageKind::Shell, shell.clone(), "a shell".to_owned()));
     }
     None
+}
+
+/// Whether a package or image name says MCP (`mcp-server-x`, `@modelcontextprotocol/...`).
+fn names_mcp(arg: &str) -> bool {
+    let lower = arg.to_ascii_lowercase();
+    lower.contains("mcp") || lower.contains("modelcontextprotocol")
 }
 
 fn is_recursive_rm_on_absolute_path(args: &[String]) -> bool {
@@ -388,7 +428,7 @@ impl Lineage {
                 LineageKind::InfraCli => "an infrastructure or data command",
                 LineageKind::McpServer => "an MCP server",
             },
-            crate::redact::cap(&program(process), 64).0,
+            crate::redact::cap(&what, 64).0,
         );
         Some(Detection {
             id: uuid::Uuid::now_v7(),

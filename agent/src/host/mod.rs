@@ -243,6 +243,11 @@ impl HostSensor {
         self.watched = dirs.to_vec();
     }
 
+    /// The process sensor's own health (without the event source's).
+    pub fn process_health(&self) -> (SensorState, String) {
+        self.process.health()
+    }
+
     /// Sensor health: `process` and `inventory`.
     pub fn health(&self) -> Vec<v1::SensorHealth> {
         let (mut state, mut detail) = self.process.health();

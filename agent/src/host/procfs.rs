@@ -29,6 +29,54 @@ pub const ENV_ALLOWLIST: &[&str] = &[
     "OPENCLAW_EXEC_APPROVALS",
 ];
 
+/// Risks an allowlisted variable's value raises: `(variable, risk, explanation)` when the
+/// value passes the test.
+pub fn env_risks(vars: &[(String, String)]) -> Vec<(&'static str, String)> {
+    let mut risks = Vec::new();
+    for (name, value) in vars {
+        let lower = value.trim().to_ascii_lowercase();
+        let truthy = matches!(lower.as_str(), "1" | "true" | "yes" | "on");
+        let found = match name.as_str() {
+            "GOOSE_MODE" if lower == "auto" => Some("approval_bypass"),
+            "GOOSE_MODE" if lower == "smart_approve" => Some("approval_bypass"),
+            "OLLAMA_HOST" if !is_loopback_host(&lower) => Some("network_exposed"),
+            "OLLAMA_ORIGINS" if lower.split(',').any(|o| o.trim() == "*") => {
+                Some("network_exposed")
+            }
+            "CLAUDE_CODE_DANGEROUSLY_SKIP_PERMISSIONS" | "GEMINI_YOLO" | "AIDER_YES_ALWAYS"
+                if truthy =>
+            {
+                Some("approval_bypass")
+            }
+            "CODEX_SANDBOX" if lower == "danger-full-access" => Some("sandbox_off"),
+            "OPENCLAW_EXEC_APPROVALS" if matches!(lower.as_str(), "off" | "0" | "false") => {
+                Some("approval_bypass")
+            }
+            _ => None,
+        };
+        if let Some(risk) = found {
+            let shown = crate::redact::redact_text(value);
+            risks.push((risk, format!("{name}={}", crate::redact::cap(&shown, 64).0)));
+        }
+    }
+    risks
+}
+
+/// Whether an `OLLAMA_HOST` value binds loopback only (`127.0.0.1:11434`, `localhost`, `[::1]`).
+fn is_loopback_host(value: &str) -> bool {
+    let rest = value.split_once("://").map_or(value, |(_, rest)| rest);
+    let host = if let Some(v6) = rest.strip_prefix('[') {
+        v6.split(']').next().unwrap_or_default()
+    } else {
+        rest.split(':').next().unwrap_or_default()
+    };
+    host.is_empty()
+        || host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The fields of `/proc/<pid>/stat` the sensor uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stat {
@@ -281,6 +329,29 @@ mod tests {
             let kept = parse_environ_allowlisted(&environ[..end]);
             assert!(kept.iter().all(|(name, _)| name != "OPENAI_API_KEY"));
         }
+    }
+
+    #[test]
+    fn allowlisted_values_raise_risks() {
+        let vars = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+            pairs
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let risks = env_risks(&vars(&[
+            ("GOOSE_MODE", "auto"),
+            ("OLLAMA_HOST", "0.0.0.0:11434"),
+        ]));
+        assert_eq!(risks.len(), 2);
+        assert_eq!(risks[0].0, "approval_bypass");
+        assert_eq!(
+            risks[1],
+            ("network_exposed", "OLLAMA_HOST=0.0.0.0:11434".to_owned())
+        );
+        assert!(env_risks(&vars(&[("OLLAMA_HOST", "127.0.0.1:11434")])).is_empty());
+        assert!(env_risks(&vars(&[("OLLAMA_HOST", "http://[::1]:1")])).is_empty());
+        assert!(env_risks(&vars(&[("GOOSE_MODE", "approve")])).is_empty());
     }
 
     #[test]

@@ -107,7 +107,10 @@ impl ProcessSensor {
             uid: process.uid,
             user: Some(user.as_str()).filter(|u| !u.is_empty()),
         };
-        detections.extend(self.tracker.note(&snapshot, now_ms));
+        if let Some(mut detection) = self.tracker.note(&snapshot, now_ms) {
+            add_env_risks(&mut detection);
+            detections.push(detection);
+        }
         let boot = self.boot_time_s;
         let mut this = info_view(process, boot);
         this.user = &user;
@@ -278,8 +281,29 @@ impl ProcessSensor {
         lineage.retain_live(&live);
         *known = live;
         let mut detections = tracker.observe(listing, now_ms);
+        for detection in &mut detections {
+            add_env_risks(detection);
+        }
         detections.extend(lineage_detections);
         detections
+    }
+}
+
+/// Adds the risks that the process's allowlisted environment variables raise (`GOOSE_MODE=auto`,
+/// `OLLAMA_HOST=0.0.0.0`); no other variable is read.
+fn add_env_risks(detection: &mut Detection) {
+    let Some(pid) = detection.process.as_ref().map(|p| p.pid) else {
+        return;
+    };
+    let vars = crate::host::procfs::Procfs::default().allowlisted_env(pid);
+    for (risk, setting) in crate::host::procfs::env_risks(&vars) {
+        if !detection.risk.iter().any(|r| r == risk) {
+            detection.risk.push(risk.to_owned());
+            detection.risk.sort();
+        }
+        detection
+            .reason
+            .push_str(&format!("; environment sets {setting}"));
     }
 }
 
