@@ -274,3 +274,86 @@ fn listening_model_servers_are_reported_exposed_or_not() {
     }
     drop((exposed, local));
 }
+
+#[test]
+fn secrets_on_a_command_line_are_redacted_with_their_kind_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = claude_code_script(dir.path(), "setInterval(() => {}, 1000)");
+    // (argument, what must not appear, what must appear instead)
+    let secrets: &[(&str, &str, &str)] = &[
+        (ANTHROPIC_KEY, "AbCdEfGhIjKlMnOp", "sk-ant-[REDACTED]"),
+        (
+            OPENAI_KEY,
+            "abcdefghijklmnopqrstuvwxyz0123456789",
+            "sk-proj-[REDACTED]",
+        ),
+        (
+            "AIzaSyA-1234567890abcdefghijklmnopqrstu",
+            "1234567890abcdefghij",
+            "AIza[REDACTED]",
+        ),
+        (
+            "ghp_0123456789abcdefghijABCDEFGHIJ0123",
+            "0123456789abcdefghijABCD",
+            "ghp_[REDACTED]",
+        ),
+        (
+            "xoxb-1234567890-0987654321-AbCdEfGhIjKl",
+            "0987654321-AbCdEf",
+            "xoxb-[REDACTED]",
+        ),
+        ("AKIAZ7EXAMPLEKEY1234", "Z7EXAMPLEKEY1234", "AKIA[REDACTED]"),
+        (
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz012345",
+            "AbCdEfGhIjKlMnOpQrSt",
+            "hf_[REDACTED]",
+        ),
+        (
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJlX29mX3RoZV9qd3Q",
+            "eyJzdWIiOiJhbGljZSJ9",
+            "eyJ[REDACTED]",
+        ),
+        (
+            "xyz8Q~AbCdEfGhIjKlMnOpQrStUvWxYz0123456",
+            "AbCdEfGhIjKlMnOpQrSt",
+            "[REDACTED:azure_client_secret]",
+        ),
+        (
+            "Authorization: Bearer tok3nV4lu3t0k3nV4lu3",
+            "tok3nV4lu3",
+            "Authorization: [REDACTED]",
+        ),
+        (
+            "https://alice:pa55w0rd@db.example.com/x",
+            "pa55w0rd",
+            "alice:[REDACTED]@",
+        ),
+        (
+            "DATABASE_PASSWORD=hunter2hunter2",
+            "hunter2",
+            "DATABASE_PASSWORD=[REDACTED]",
+        ),
+    ];
+    let mut command = Command::new(node());
+    command.arg(&script);
+    for (secret, _, _) in secrets {
+        command.arg(secret);
+    }
+    command.args(["--password", "correcthorsebattery", "--token=t0k3n-s3cr3t"]);
+    let claude = ProcessGuard::spawn(&mut command);
+    std::thread::sleep(Duration::from_millis(300));
+    let output = agent(&["scan", "--json", "--no-inventory"]);
+    let detections = json_lines(&output.stdout);
+    let found = by_pid(&detections, claude.pid());
+    assert_eq!(found.len(), 1, "{detections:?}");
+    let cmdline = found[0]["process"]["cmdline"].as_str().unwrap();
+    for (_, hidden, shown) in secrets {
+        assert!(!cmdline.contains(hidden), "{hidden} in {cmdline}");
+        assert!(cmdline.contains(shown), "{shown} not in {cmdline}");
+    }
+    assert!(!cmdline.contains("correcthorsebattery"), "{cmdline}");
+    assert!(cmdline.contains("--password [REDACTED]"), "{cmdline}");
+    assert!(cmdline.contains("--token=[REDACTED]"), "{cmdline}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("t0k3n-s3cr3t"));
+}
