@@ -2,6 +2,8 @@
 //! real tools, see its README) plus hostile files made here: a 10 MB JSON, deep nesting, a
 //! symlink to `/etc/shadow`, invalid UTF-8, a FIFO.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::BTreeSet;

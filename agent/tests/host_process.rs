@@ -2,12 +2,13 @@
 //! tools use, an agent (real `node` running `@anthropic-ai/claude-code/cli.js`) that starts a
 //! shell, `kubectl`, a short-lived `aws` and an MCP server, and real listening sockets.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use serde_json::Value;
 use support::{AGENT, ProcessGuard, agent, is_root, json_lines, node, program_copy};
@@ -65,7 +66,7 @@ fn scan_reports_ai_processes_their_risky_flags_and_nothing_benign() {
     let benign_path = program_copy("/bin/sleep", &dir.path().join("bin/build-helper"));
     let benign = ProcessGuard::spawn(Command::new(&benign_path).arg("30"));
     let plain_node = ProcessGuard::spawn(Command::new(&node).args(["-e", idle]));
-    std::thread::sleep(Duration::from_millis(300));
+    support::pause(300);
 
     let output = agent(&["scan", "--json", "--no-inventory"]);
     assert!(output.status.success(), "{output:?}");
@@ -160,7 +161,7 @@ fn agent_children_are_caught_through_process_events_with_their_lineage() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     let follower = ProcessGuard::spawn(&mut follower);
-    std::thread::sleep(Duration::from_millis(1500));
+    support::pause(1500);
 
     let agent_process = ProcessGuard::spawn(
         Command::new(node())
@@ -168,7 +169,7 @@ fn agent_children_are_caught_through_process_events_with_their_lineage() {
             .arg("--dangerously-skip-permissions")
             .env("LINEAGE_DIR", dir.path()),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    support::pause(300);
     std::fs::write(dir.path().join("go"), "").unwrap();
     support::wait_for_file(&dir.path().join("done"));
 
@@ -341,7 +342,7 @@ fn secrets_on_a_command_line_are_redacted_with_their_kind_kept() {
     }
     command.args(["--password", "correcthorsebattery", "--token=t0k3n-s3cr3t"]);
     let claude = ProcessGuard::spawn(&mut command);
-    std::thread::sleep(Duration::from_millis(300));
+    support::pause(300);
     let output = agent(&["scan", "--json", "--no-inventory"]);
     let detections = json_lines(&output.stdout);
     let found = by_pid(&detections, claude.pid());

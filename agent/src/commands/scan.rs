@@ -142,8 +142,10 @@ fn follow(args: &ScanArgs, catalog: Arc<Catalog>, duration: Duration) -> Result<
     eprintln!("following for {} s ({events})", duration.as_secs());
     let (stop_sender, stop) = mpsc::channel::<()>();
     let (_catalog_sender, catalogs) = mpsc::channel::<Arc<Catalog>>();
+    // A cancellable timer: it fires after `duration`, or at once when `cancel` is dropped.
+    let (cancel, cancelled) = mpsc::channel::<()>();
     let timer = std::thread::spawn(move || {
-        std::thread::sleep(duration);
+        let _ = cancelled.recv_timeout(duration);
         let _ = stop_sender.send(());
     });
     let json = args.json;
@@ -174,6 +176,7 @@ fn follow(args: &ScanArgs, catalog: Arc<Catalog>, duration: Duration) -> Result<
             }
         }
     });
+    drop(cancel);
     drop(stop);
     let _ = timer.join();
     match failed {

@@ -213,7 +213,6 @@ impl EventSource {
         use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_CONNECTOR};
 
         let mut socket = Socket::new(NETLINK_CONNECTOR)?;
-        let port = std::process::id();
         socket.bind(&SocketAddr::new(0, CN_IDX_PROC))?;
         let mut bound = SocketAddr::new(0, 0);
         socket.get_address(&mut bound)?;
@@ -231,7 +230,6 @@ impl EventSource {
         let (sender, receiver) = sync_channel(QUEUE);
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(EventStats::default());
-        let _ = port;
         verify(&socket)?;
         let thread = {
             let stop = stop.clone();
@@ -337,6 +335,7 @@ fn listen(
 ) {
     let own = std::process::id();
     let mut buffer: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut parents = std::collections::HashMap::new();
     while !stop.load(Ordering::Relaxed) {
         buffer.clear();
         match socket.recv(&mut buffer, 0) {
@@ -359,12 +358,14 @@ fn listen(
             if pid == own {
                 continue;
             }
+            // Its name and arguments changed: a cached copy as someone's parent is stale.
+            parents.remove(&pid);
             stats.execs.fetch_add(1, Ordering::Relaxed);
             let Some(process) = procfs.read(pid) else {
                 stats.vanished.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            let ancestors = procfs.ancestors(process.ppid, MAX_CHAIN);
+            let ancestors = procfs.ancestors_cached(process.ppid, MAX_CHAIN, &mut parents);
             match sender.try_send(ExecEvent { process, ancestors }) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) => {

@@ -5,6 +5,7 @@
 //! Every file is read with a size cap; everything in them is attacker-controlled (a process
 //! chooses its own name and arguments), so parsing never panics and never trusts lengths.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -13,6 +14,8 @@ use std::path::{Path, PathBuf};
 const MAX_CMDLINE_READ: u64 = 64 * 1024;
 /// Most bytes of `/proc/<pid>/environ` read.
 const MAX_ENVIRON_READ: u64 = 256 * 1024;
+/// Most processes [`Procfs::ancestors_cached`] remembers.
+const MAX_CACHED: usize = 4096;
 /// Most bytes of `/proc/<pid>/stat` read (a 16-byte comm plus ~50 numbers fit easily).
 const MAX_STAT_READ: u64 = 4096;
 
@@ -232,6 +235,43 @@ impl Procfs {
         chain
     }
 
+    /// Like [`Procfs::ancestors`], reading only `stat` of each parent and taking name, exe and
+    /// arguments from `cache` (by pid) when the same process (pid and start time) was read
+    /// before: parents (shells, terminals, agents) live long, so an `exec` costs a few `stat`
+    /// reads. The caller removes a pid from the cache when that process calls `exec`.
+    pub fn ancestors_cached(
+        &self,
+        mut ppid: u32,
+        max: usize,
+        cache: &mut HashMap<u32, ProcInfo>,
+    ) -> Vec<ProcInfo> {
+        let mut chain: Vec<ProcInfo> = Vec::new();
+        while ppid > 1 && chain.len() < max {
+            if chain.iter().any(|seen| seen.pid == ppid) {
+                break;
+            }
+            let Some(stat) = read_capped(&self.file(ppid, "stat"), MAX_STAT_READ)
+                .and_then(|bytes| parse_stat(&bytes))
+            else {
+                break;
+            };
+            let info = match cache.get(&ppid) {
+                Some(info) if info.start_ticks == stat.start_ticks => info.clone(),
+                _ => {
+                    let Some(info) = self.read(ppid) else { break };
+                    if cache.len() >= MAX_CACHED {
+                        cache.clear();
+                    }
+                    cache.insert(ppid, info.clone());
+                    info
+                }
+            };
+            ppid = stat.ppid;
+            chain.push(info);
+        }
+        chain
+    }
+
     /// The allowlisted environment variables of a process ([`ENV_ALLOWLIST`]); empty when
     /// unreadable (another user's process without root).
     pub fn allowlisted_env(&self, pid: u32) -> Vec<(String, String)> {
@@ -360,7 +400,12 @@ mod tests {
         let me = procfs.read(std::process::id()).unwrap();
         assert!(!me.args.is_empty());
         assert!(me.ppid > 0);
-        assert!(!procfs.ancestors(me.ppid, 16).is_empty());
+        let chain = procfs.ancestors(me.ppid, 16);
+        assert!(!chain.is_empty());
+        let mut cache = HashMap::new();
+        assert_eq!(procfs.ancestors_cached(me.ppid, 16, &mut cache), chain);
+        assert_eq!(procfs.ancestors_cached(me.ppid, 16, &mut cache), chain);
+        assert_eq!(cache.len(), chain.len());
         assert!(procfs.boot_time_s().unwrap() > 1_500_000_000);
         assert!(procfs.read(u32::MAX).is_none());
     }

@@ -1,6 +1,7 @@
 //! Helpers shared by the host sensor tests: child processes that are always stopped, and
 //! copies of real programs under the names AI tools use.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -95,6 +96,12 @@ pub fn wait_for_file(path: &Path) {
             "{} never appeared",
             path.display()
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        pause(20);
     }
+}
+
+/// Gives child processes a moment (a test waiting for processes, not a runtime thread).
+#[allow(clippy::disallowed_methods)]
+pub fn pause(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
 }
