@@ -309,6 +309,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn files_are_capped_and_symlinks_stay_inside_the_base() {
         let dir = tempfile::tempdir().unwrap();

@@ -314,7 +314,8 @@ impl HostSensor {
             }
             let now = Instant::now();
             let mut detections = self.drain_events(now_ms());
-            if now >= next_scan {
+            let mut scanned = now >= next_scan;
+            if scanned {
                 detections.extend(self.scan_processes(now_ms()));
                 next_scan = now + self.options.process_interval;
             }
@@ -326,6 +327,7 @@ impl HostSensor {
             let changed = change_seen.is_some_and(|at| now.duration_since(at) >= WATCH_DEBOUNCE);
             if self.options.inventory && (now >= next_inventory || changed) {
                 detections.extend(self.scan_inventory(now_ms()));
+                scanned = true;
                 next_inventory = Instant::now() + self.options.inventory_interval;
                 change_seen = None;
                 // The rescan itself may touch watched directories (atime): drop those.
@@ -333,7 +335,10 @@ impl HostSensor {
                     while changes.try_recv().is_ok() {}
                 }
             }
-            emit(&detections, self);
+            // Health changes only with a scan; between scans only detections are news.
+            if scanned || !detections.is_empty() {
+                emit(&detections, self);
+            }
             let wait = next_scan
                 .saturating_duration_since(Instant::now())
                 .min(MAX_WAIT);
