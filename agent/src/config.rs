@@ -10,6 +10,12 @@
 //! [process]
 //! enabled = true
 //! interval_seconds = 5          # 1..=3600
+//! events = true                 # Linux proc connector (root) for short-lived processes
+//!
+//! [inventory]
+//! enabled = true                # agent/MCP configs, apps, extensions, model files
+//! interval_seconds = 3600       # full rescan, 60..=86400
+//! watch = true                  # rescan when a watched config file changes
 //!
 //! [transport]
 //! batch_max_observations = 500  # 1..=1000
@@ -72,6 +78,8 @@ struct File {
     #[serde(default)]
     process: ProcessFile,
     #[serde(default)]
+    inventory: InventoryFile,
+    #[serde(default)]
     transport: TransportFile,
 }
 
@@ -80,6 +88,15 @@ struct File {
 struct ProcessFile {
     enabled: Option<bool>,
     interval_seconds: Option<u64>,
+    events: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InventoryFile {
+    enabled: Option<bool>,
+    interval_seconds: Option<u64>,
+    watch: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +121,14 @@ pub struct Config {
     pub process_enabled: bool,
     /// Process scan interval.
     pub process_interval: Duration,
+    /// Kernel process events (Linux proc connector) on/off.
+    pub process_events: bool,
+    /// File inventory on/off.
+    pub inventory_enabled: bool,
+    /// Full inventory rescan interval.
+    pub inventory_interval: Duration,
+    /// Rescan the inventory when a watched config file changes.
+    pub inventory_watch: bool,
     /// Most observations per report.
     pub batch_max_observations: usize,
     /// Longest a detection waits before it is sent.
@@ -122,6 +147,10 @@ impl Default for Config {
             enrollment_token_file: None,
             process_enabled: true,
             process_interval: Duration::from_secs(5),
+            process_events: true,
+            inventory_enabled: true,
+            inventory_interval: Duration::from_secs(3600),
+            inventory_watch: true,
             batch_max_observations: 500,
             flush_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(60),
@@ -224,6 +253,10 @@ impl Config {
             Some(v) => Duration::from_secs(in_range("process.interval_seconds", v, 1, 3600)?),
             None => defaults.process_interval,
         };
+        let inventory_interval = match file.inventory.interval_seconds {
+            Some(v) => Duration::from_secs(in_range("inventory.interval_seconds", v, 60, 86_400)?),
+            None => defaults.inventory_interval,
+        };
         let batch_max_observations = match file.transport.batch_max_observations {
             Some(v) => in_range("transport.batch_max_observations", v as u64, 1, 1000)? as usize,
             None => defaults.batch_max_observations,
@@ -253,11 +286,29 @@ impl Config {
             enrollment_token_file: file.enrollment_token_file,
             process_enabled: file.process.enabled.unwrap_or(true),
             process_interval,
+            process_events: file.process.events.unwrap_or(true),
+            inventory_enabled: file.inventory.enabled.unwrap_or(true),
+            inventory_interval,
+            inventory_watch: file.inventory.watch.unwrap_or(true),
             batch_max_observations,
             flush_interval,
             heartbeat_interval,
             spool_max_bytes,
         })
+    }
+}
+
+impl Config {
+    /// The host sensor's options (processes, events, inventory of the live system).
+    pub fn host_options(&self) -> crate::host::HostOptions {
+        crate::host::HostOptions {
+            process_interval: self.process_interval,
+            process_events: self.process_events,
+            inventory: self.inventory_enabled,
+            inventory_interval: self.inventory_interval,
+            inventory_watch: self.inventory_watch,
+            root: PathBuf::from("/"),
+        }
     }
 }
 
@@ -284,6 +335,14 @@ mod tests {
         );
         assert_eq!(config.process_interval, Duration::from_secs(2));
         assert_eq!(config.state_dir, PathBuf::from("/tmp/s"));
+        assert!(config.process_events && config.inventory_enabled && config.inventory_watch);
+        let config = parse(
+            "[process]\nevents = false\n[inventory]\ninterval_seconds = 600\nwatch = false\n",
+        )
+        .unwrap();
+        assert!(!config.process_events && !config.inventory_watch);
+        assert_eq!(config.inventory_interval, Duration::from_secs(600));
+        assert!(parse("[inventory]\ninterval_seconds = 1").is_err());
     }
 
     #[test]

@@ -71,6 +71,34 @@ pub struct ProcessRef {
     pub uid: Option<u32>,
     /// True when name, exe or command line were cut to fit.
     pub truncated: bool,
+    /// The chain of parents, nearest first (at most [`MAX_ANCESTORS`]): for a lineage detection
+    /// the agent and the shell between it and this process. Empty when not recorded.
+    pub ancestors: Vec<Ancestor>,
+}
+
+/// Most ancestors a [`ProcessRef`] keeps.
+pub const MAX_ANCESTORS: usize = 16;
+
+/// One parent in a process's chain of ancestors; already redacted and capped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ancestor {
+    /// Process id.
+    pub pid: u32,
+    /// Process name, at most 256 bytes.
+    pub name: String,
+    /// Executable path, at most 4 KiB (`""` when unreadable).
+    pub exe: String,
+}
+
+impl Ancestor {
+    /// Caps name and executable path.
+    pub fn new(pid: u32, name: &str, exe: &str) -> Ancestor {
+        Ancestor {
+            pid,
+            name: redact::cap(name, MAX_NAME).0.to_owned(),
+            exe: redact::cap(exe, MAX_EXE).0.to_owned(),
+        }
+    }
 }
 
 /// Raw facts about a process, as a sensor read them.
@@ -114,7 +142,15 @@ impl ProcessRef {
             user,
             uid: raw.uid,
             truncated: name_cut || exe_cut || cmdline_cut,
+            ancestors: Vec::new(),
         }
+    }
+
+    /// The same process with its chain of parents, nearest first; cut to [`MAX_ANCESTORS`].
+    pub fn with_ancestors(mut self, mut ancestors: Vec<Ancestor>) -> ProcessRef {
+        ancestors.truncate(MAX_ANCESTORS);
+        self.ancestors = ancestors;
+        self
     }
 }
 
@@ -339,6 +375,7 @@ impl Detection {
                 user: &process.user,
                 uid: process.uid,
                 truncated: process.truncated,
+                ancestors: &process.ancestors,
             }),
             src: self.src.as_deref(),
             dst: self.dst.as_deref(),
@@ -370,7 +407,15 @@ impl Detection {
             cmdline: process.cmdline.clone(),
             user: process.user.clone(),
             uid: process.uid.unwrap_or_default(),
-            ancestors: Vec::new(),
+            ancestors: process
+                .ancestors
+                .iter()
+                .map(|ancestor| v1::ProcessAncestor {
+                    pid: ancestor.pid,
+                    name: ancestor.name.clone(),
+                    exe: ancestor.exe.clone(),
+                })
+                .collect(),
             truncated: process.truncated,
         });
         let src = self.src.clone().unwrap_or_default();
@@ -517,6 +562,8 @@ struct JsonProcess<'a> {
     user: &'a str,
     uid: Option<u32>,
     truncated: bool,
+    #[serde(skip_serializing_if = "<[Ancestor]>::is_empty")]
+    ancestors: &'a [Ancestor],
 }
 
 /// A UUIDv7 for the given time: its timestamp part is the detection's, its rest random.

@@ -1,12 +1,13 @@
 //! The shadowai endpoint agent.
 //!
-//! Sensors (`process`) turn what the machine does into catalog detections (`detect`); the runtime
+//! Sensors (`process`, `host`) turn what the machine does into catalog detections (`detect`); the runtime
 //! (`run`) spools them and the transport (`transport`) delivers them to the collector over mTLS gRPC.
 #![forbid(unsafe_code)]
 
 pub mod commands;
 pub mod config;
 pub mod detect;
+pub mod host;
 pub mod identity;
 pub mod process;
 pub mod redact;

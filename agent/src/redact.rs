@@ -134,6 +134,22 @@ static FIXED: LazyLock<Vec<(Regex, &'static str)>> = LazyLock::new(|| {
         (r"\b(ya29\.)[0-9A-Za-z_-]{20,}", "${1}[REDACTED]"),
         (r"\b((?:sk|rk)_live_)[0-9A-Za-z]{10,}", "${1}[REDACTED]"),
         (r"\b(eyJ)[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*", "${1}[REDACTED]"),
+        // More vendors whose keys carry a public prefix.
+        (r"\b(glpat-|gldt-|glrt-)[A-Za-z0-9_-]{20,}", "${1}[REDACTED]"),
+        (r"\b(npm_)[A-Za-z0-9]{30,}", "${1}[REDACTED]"),
+        (r"\b(gsk_)[A-Za-z0-9]{20,}", "${1}[REDACTED]"),
+        (r"\b(xai-)[A-Za-z0-9]{20,}", "${1}[REDACTED]"),
+        (r"\b(pplx-)[A-Za-z0-9]{20,}", "${1}[REDACTED]"),
+        (r"\b(r8_)[A-Za-z0-9]{20,}", "${1}[REDACTED]"),
+        (r"\b(GOCSPX-)[A-Za-z0-9_-]{20,}", "${1}[REDACTED]"),
+        (r"(?i)\b(hooks\.slack\.com/services/)[A-Za-z0-9/_-]+", "${1}[REDACTED]"),
+        (r"(?i)\b(discord(?:app)?\.com/api/webhooks/)[0-9A-Za-z/_-]+", "${1}[REDACTED]"),
+        // Azure: AD client secrets (no public prefix: the kind goes into the marker) and the
+        // signature of SAS URLs.
+        (r"\b[A-Za-z0-9_~.-]{3}[78]Q~[A-Za-z0-9_~.-]{31,34}", "[REDACTED:azure_client_secret]"),
+        (r"(?i)([?&]sig=)[A-Za-z0-9%+/=]{16,}", "${1}[REDACTED]"),
+        // A private key pasted into an argument.
+        (r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)", "-----BEGIN ${1}PRIVATE KEY-----[REDACTED]"),
     ]
     .into_iter()
     .map(|(pattern, replacement)| (compile(pattern), replacement))
@@ -288,6 +304,34 @@ mod tests {
             "x eyJ[REDACTED]",
         );
         check("x ya29.a0AfH6SMBabcdefghijklmnopqrstu", "x ya29.[REDACTED]");
+        check("x glpat-abcdefghijklmnopqrst12", "x glpat-[REDACTED]");
+        check(
+            "x npm_abcdefghijklmnopqrstuvwxyz0123456789",
+            "x npm_[REDACTED]",
+        );
+        check("x gsk_abcdefghijklmnopqrstuvwxyz01", "x gsk_[REDACTED]");
+        check("x xai-abcdefghijklmnopqrstuvwxyz01", "x xai-[REDACTED]");
+        check("x GOCSPX-abcdefghijklmnopqrstuvwx", "x GOCSPX-[REDACTED]");
+        check(
+            "x https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXX",
+            "x https://hooks.slack.com/services/[REDACTED]",
+        );
+        check(
+            "x abc8Q~abcdefghijklmnopqrstuvwxyz0123456",
+            "x [REDACTED:azure_client_secret]",
+        );
+        check(
+            "x https://acct.blob.core.windows.net/c?sv=2022&sig=abcdefghijklmnop%2Bqrst",
+            "x https://acct.blob.core.windows.net/c?sv=2022&sig=[REDACTED]",
+        );
+        let args = vec![
+            "x".to_owned(),
+            "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----".to_owned(),
+        ];
+        assert_eq!(
+            redact_cmdline(&args),
+            "x -----BEGIN OPENSSH PRIVATE KEY-----[REDACTED]"
+        );
     }
 
     #[test]

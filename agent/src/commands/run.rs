@@ -19,8 +19,8 @@ use tracing::{debug, info, warn};
 
 use super::CommandError;
 use crate::config::{Config, default_config_path};
+use crate::host::{HostOptions, HostSensor};
 use crate::identity::{self, Identity};
-use crate::process::ProcessSensor;
 use crate::spool::Spool;
 use crate::status::{AgentState, StatusFile};
 use crate::transport;
@@ -164,14 +164,14 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     let (catalog_sender, catalog_receiver) = mpsc::channel::<Arc<Catalog>>();
     let sensor_thread = if config.process_enabled {
         let shared = shared.clone();
-        let interval = config.process_interval;
+        let options = config.host_options();
         Some(
             std::thread::Builder::new()
                 .name("process-sensor".into())
                 .spawn(move || {
                     process_sensor_loop(
                         catalog,
-                        interval,
+                        options,
                         json,
                         &shared,
                         &stop_receiver,
@@ -277,43 +277,27 @@ async fn enroll_from_token_file(
 
 fn process_sensor_loop(
     catalog: Arc<Catalog>,
-    interval: Duration,
+    options: HostOptions,
     json: bool,
     shared: &Shared,
     stop: &mpsc::Receiver<()>,
     catalogs: &mpsc::Receiver<Arc<Catalog>>,
 ) {
-    let mut sensor = ProcessSensor::new(catalog);
-    loop {
-        while let Ok(newer) = catalogs.try_recv() {
-            sensor.set_catalog(newer);
-        }
-        let now = now_ms();
-        let detections = sensor.scan(now);
-        let (state, detail) = sensor.health();
+    let mut sensor = HostSensor::new(catalog, options);
+    let since = now_ms();
+    sensor.run(stop, catalogs, &now_ms, &mut |detections, sensor| {
         *shared
             .sensors
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = vec![v1::SensorHealth {
-            sensor: "process".into(),
-            state: state as i32,
-            detail: detail.clone(),
-        }];
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sensor.health();
         *shared
             .blind_spots
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = if state == v1::SensorState::Ok {
-            Vec::new()
-        } else {
-            vec![v1::BlindSpot {
-                kind: "process_partial".into(),
-                detail,
-                since_ms: now,
-            }]
-        };
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = sensor.blind_spots(since);
         if !detections.is_empty() {
+            let now = now_ms();
             let mut spool = shared.lock_spool();
-            for detection in &detections {
+            for detection in detections {
                 if json {
                     println!("{}", detection.to_json_line());
                 }
@@ -322,11 +306,7 @@ fn process_sensor_loop(
             drop(spool);
             shared.wake.notify_one();
         }
-        match stop.recv_timeout(interval) {
-            Err(mpsc::RecvTimeoutError::Timeout) => continue,
-            _ => return,
-        }
-    }
+    });
 }
 
 /// Why a session with the collector ended.

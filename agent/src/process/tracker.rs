@@ -49,6 +49,9 @@ struct Verdict {
 #[derive(Debug)]
 struct Seen {
     fingerprint: u64,
+    /// Noted from a process event rather than a listing: the next listing adopts its
+    /// fingerprint and reports only if the verdict differs.
+    from_event: bool,
     verdict: Option<Verdict>,
     catalog_generation: u64,
     last_listing: u64,
@@ -117,7 +120,11 @@ impl Tracker {
                 continue;
             }
             let (was_known, same_facts, old_verdict) = match self.seen.get_mut(&key) {
-                Some(seen) => (true, seen.fingerprint == fingerprint, seen.verdict.take()),
+                Some(seen) => (
+                    true,
+                    seen.fingerprint == fingerprint || seen.from_event,
+                    seen.verdict.take(),
+                ),
                 None => (false, false, None),
             };
             // "changed": the facts changed (an exec, a new title), or a new catalog changed the
@@ -138,6 +145,7 @@ impl Tracker {
                 key,
                 Seen {
                     fingerprint,
+                    from_event: false,
                     verdict,
                     catalog_generation: self.catalog_generation,
                     last_listing: self.listing,
@@ -147,6 +155,32 @@ impl Tracker {
         let listing = self.listing;
         self.seen.retain(|_, seen| seen.last_listing == listing);
         detections
+    }
+
+    /// Notes one process reported by a process event (an `exec` seen as it happened), and
+    /// returns its detection when it is an AI process not reported yet. The next listing
+    /// does not report it again unless its verdict changed.
+    pub fn note(&mut self, process: &Snapshot<'_>, now_ms: i64) -> Option<Detection> {
+        let key = (process.pid, process.start_time_s);
+        let fingerprint = fingerprint(process);
+        if let Some(seen) = self.seen.get(&key)
+            && (seen.fingerprint == fingerprint || seen.from_event)
+        {
+            return None;
+        }
+        let changed = self.seen.contains_key(&key);
+        let (verdict, detection) = self.evaluate(process, now_ms, changed);
+        self.seen.insert(
+            key,
+            Seen {
+                fingerprint,
+                from_event: true,
+                verdict,
+                catalog_generation: self.catalog_generation,
+                last_listing: self.listing,
+            },
+        );
+        detection
     }
 
     fn evaluate(
