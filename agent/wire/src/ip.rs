@@ -1,0 +1,1 @@
+//! ip (in progress)

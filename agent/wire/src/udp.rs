@@ -1,0 +1,1 @@
+//! udp (in progress)
