@@ -1,6 +1,6 @@
 //! The frame decoder: link → IP → transport → DNS / TLS / QUIC, with bounded flow tables.
 
-use crate::{DecoderStats, Event, LinkType, Limits};
+use crate::{DecoderStats, Event, Limits, LinkType};
 
 /// Turns captured frames into [`Event`]s. Holds bounded per-flow state; no IO, no clock.
 pub struct Decoder {
@@ -11,7 +11,10 @@ pub struct Decoder {
 impl Decoder {
     /// A decoder whose tables stay within `limits`.
     pub fn new(limits: Limits) -> Decoder {
-        Decoder { limits, stats: DecoderStats::default() }
+        Decoder {
+            limits,
+            stats: DecoderStats::default(),
+        }
     }
 
     /// One captured frame (owned by the caller) → zero or more events pushed to `out`. Never panics.
