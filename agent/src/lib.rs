@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod detect;
 pub mod identity;
+pub mod net;
 pub mod process;
 pub mod redact;
 pub mod spool;
