@@ -8,7 +8,9 @@
 #   lab.sh run-clients ID [CLIENT]  run the plan's clients (all, or only the named ones) in sa-ID-cli
 #   lab.sh offloads ID on|off       TSO/GSO/GRO on both veth ends (up leaves them off)
 #   lab.sh down ID                  kill every process in both namespaces, delete them and the state
-#   lab.sh fixtures OUTDIR          up, one tcpdump capture per client family into OUTDIR, down
+#   lab.sh fixtures OUTDIR [FAMILY] up, one tcpdump capture per client family (all, or those named:
+#                                   dig getent curl wget openssl gnutls python node rustls
+#                                   chromium-tcp-off ...) into OUTDIR/FAMILY.pcap, down
 #   lab.sh check                    exit 0 if this machine can run the lab, else say what is missing
 #
 # ID: 1-12 characters [a-z0-9]. Needs root (CAP_SYS_ADMIN + CAP_NET_ADMIN). Environment:
@@ -352,7 +354,9 @@ family_of() {
 
 cmd_fixtures() {
     local out=${1:-}
-    [[ -n $out ]] || die "usage: lab.sh fixtures OUTDIR"
+    [[ -n $out ]] || die "usage: lab.sh fixtures OUTDIR [FAMILY...]"
+    shift
+    local only=" $* "
     mkdir -p "$out"
     out=$(cd "$out" && pwd)
     local id="fx$$"
@@ -361,6 +365,7 @@ cmd_fixtures() {
     local families=() family client name signals
     while read -r client name signals; do
         family=$(family_of "$client")
+        [[ $only == "  " || $only == *" $family "* ]] || continue
         [[ " ${families[*]} " == *" $family "* ]] || families+=("$family")
     done < <(plan_lines)
     for family in "${families[@]}"; do
