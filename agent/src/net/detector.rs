@@ -222,6 +222,62 @@ pub enum Output {
     BlindSpot(Box<BlindSpotEvent>),
 }
 
+impl Output {
+    /// One JSON object: a detection (DESIGN.md §3 fields) or a blind spot (`"kind":"blind_spot"`).
+    pub fn to_json_line(&self) -> String {
+        match self {
+            Output::Detection(detection) => detection.to_json_line(),
+            Output::BlindSpot(blind) => blind.to_json_line(),
+        }
+    }
+
+    /// One readable line; every string from the wire or a process is escaped for the terminal.
+    pub fn to_human_line(&self) -> String {
+        use crate::redact::escape_for_terminal as esc;
+        match self {
+            Output::Detection(d) => {
+                let process = d.process.as_ref().map_or_else(
+                    || "process unknown".to_owned(),
+                    |p| format!("pid {} {} ({})", p.pid, esc(&p.name), esc(&p.user)),
+                );
+                let count = if d.count > 1 {
+                    format!(" x{}", d.count)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{} {:<8} {} -> {} [{}, {}]{} {} -> {} {} rule={}",
+                    rfc3339(d.ts_ms),
+                    d.signal.as_str(),
+                    esc(&d.name),
+                    d.product,
+                    d.category,
+                    d.confidence,
+                    count,
+                    d.src.as_deref().unwrap_or("-"),
+                    d.dst.as_deref().unwrap_or("-"),
+                    process,
+                    d.rule,
+                )
+            }
+            Output::BlindSpot(b) => format!(
+                "{} blind:{:<3} {} {} -> {} {} rule={}",
+                rfc3339(b.ts_ms),
+                b.kind.as_str(),
+                if b.name.is_empty() {
+                    "-".into()
+                } else {
+                    esc(&b.name)
+                },
+                b.src.as_deref().unwrap_or("-"),
+                b.dst.as_deref().unwrap_or("-"),
+                esc(&b.detail),
+                b.rule,
+            ),
+        }
+    }
+}
+
 /// Counters (no names: names that miss the catalog are never kept).
 #[derive(Debug, Default, Clone)]
 pub struct DetectorStats {
@@ -649,6 +705,8 @@ impl Detector {
                 Some(local),
                 attribution,
             );
+            // DNS over TLS is not a connection to a service: its name is the resolver's.
+            return;
         }
         let sni = hello.sni.as_deref().filter(|s| !s.is_empty());
         let mut note = None;
