@@ -57,7 +57,7 @@ cmd_check() {
         command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
     done
     if ((${#missing[@]} > 0)); then
-        echo "missing tools: ${missing[*]} (Debian: tcpdump tshark dnsmasq dnsutils gnutls-bin openssl curl wget chromium iproute2 ethtool nodejs)"
+        echo "missing tools: ${missing[*]} (Debian: tcpdump tshark dnsmasq-base dnsutils gnutls-bin openssl curl wget chromium iproute2 ethtool nodejs)"
         return 1
     fi
     if [[ $(id -u) -ne 0 ]]; then

@@ -81,10 +81,10 @@ fn run() -> anyhow::Result<()> {
         .context("TLS handshake and request")?;
     let mut response = Vec::new();
     // a server may close without close_notify: what arrived before that still counts
-    if let Err(error) = tls.take(MAX_RESPONSE).read_to_end(&mut response) {
-        if response.is_empty() {
-            return Err(error).context("read the response");
-        }
+    if let Err(error) = tls.take(MAX_RESPONSE).read_to_end(&mut response)
+        && response.is_empty()
+    {
+        return Err(error).context("read the response");
     }
     let status_line = response.split(|byte| *byte == b'\n').next().unwrap_or(&[]);
     let status_line = String::from_utf8_lossy(status_line);

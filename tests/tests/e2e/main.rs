@@ -11,5 +11,6 @@ mod access;
 mod catalog_update;
 mod channel;
 mod hostile;
+mod netlab;
 mod quickstart;
 mod support;
