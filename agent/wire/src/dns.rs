@@ -146,31 +146,9 @@ pub fn parse_message(msg: &[u8]) -> Result<DnsMessage, DnsError> {
         if out.answers.len() >= MAX_RECORDS {
             continue;
         }
-        let data = match record.rtype {
-            1 => {
-                let b: [u8; 4] = record
-                    .rdata(msg)?
-                    .try_into()
-                    .map_err(|_| DnsError::BadRdata)?;
-                AnswerData::A(Ipv4Addr::from(b))
-            }
-            28 => {
-                let b: [u8; 16] = record
-                    .rdata(msg)?
-                    .try_into()
-                    .map_err(|_| DnsError::BadRdata)?;
-                AnswerData::Aaaa(Ipv6Addr::from(b))
-            }
-            5 => {
-                let (name, next) = read_name(msg, record.rdata_start)?;
-                if next > record.end {
-                    return Err(DnsError::BadRdata);
-                }
-                AnswerData::Cname(name)
-            }
-            64 | 65 => read_svcb(msg, record.rdata_start, record.end)?,
-            other => AnswerData::Other(other),
-        };
+        // Record framing is intact here: data that does not fit its type spoils this answer
+        // (reported as Other), not the whole message.
+        let data = read_rdata(msg, &record).unwrap_or(AnswerData::Other(record.rtype));
         out.answers.push(Answer {
             name: record.name,
             ttl: record.ttl,
@@ -195,6 +173,34 @@ pub fn parse_message(msg: &[u8]) -> Result<DnsMessage, DnsError> {
         }
     }
     Ok(out)
+}
+
+fn read_rdata(msg: &[u8], record: &Record) -> Result<AnswerData, DnsError> {
+    Ok(match record.rtype {
+        1 => {
+            let b: [u8; 4] = record
+                .rdata(msg)?
+                .try_into()
+                .map_err(|_| DnsError::BadRdata)?;
+            AnswerData::A(Ipv4Addr::from(b))
+        }
+        28 => {
+            let b: [u8; 16] = record
+                .rdata(msg)?
+                .try_into()
+                .map_err(|_| DnsError::BadRdata)?;
+            AnswerData::Aaaa(Ipv6Addr::from(b))
+        }
+        5 => {
+            let (name, next) = read_name(msg, record.rdata_start)?;
+            if next > record.end {
+                return Err(DnsError::BadRdata);
+            }
+            AnswerData::Cname(name)
+        }
+        64 | 65 => read_svcb(msg, record.rdata_start, record.end)?,
+        other => AnswerData::Other(other),
+    })
 }
 
 struct Record {

@@ -20,6 +20,8 @@ pub mod tls;
 pub mod udp;
 
 mod decoder;
+#[cfg(test)]
+mod testutil;
 
 pub use decoder::Decoder;
 pub use dns::{Answer, AnswerData, Question};
@@ -111,6 +113,8 @@ pub struct DecoderStats {
     pub quic_initials: u64,
     /// QUIC long-header Initial packets that did not decrypt (wrong keys, truncated, not QUIC).
     pub quic_undecryptable: u64,
+    /// Decrypted QUIC Initials whose frames did not all parse (CRYPTO data before the error kept).
+    pub quic_bad_frames: u64,
     /// QUIC ClientHello events emitted.
     pub quic_hellos: u64,
     /// DNS events emitted (UDP and TCP).
