@@ -403,3 +403,6 @@ pub(crate) fn protocol_id(id: &[u8]) -> String {
     }
     s
 }
+
+#[cfg(test)]
+mod tests;

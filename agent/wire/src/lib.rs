@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod dns;
+pub mod fuzzing;
 pub mod ip;
 pub mod link;
 pub mod quic;

@@ -367,14 +367,19 @@ pub fn parse_frames(
     Ok(())
 }
 
-#[cfg(test)]
-mod tests;
-
-/// Builds protected client Initial packets, for tests of the decoder (the inverse of
-/// [`decrypt_initial_with`], checked against it and the RFC vectors).
-#[cfg(test)]
-pub(crate) fn seal_client_initial(version: u32, dcid: &[u8], pn: u32, payload: &[u8]) -> Vec<u8> {
-    let keys = InitialKeys::client(version, dcid).unwrap();
+/// Builds a protected client Initial (4-byte packet number, no SCID, no token) carrying
+/// `payload` as its frames: the inverse of [`decrypt_initial_with`], checked against the RFC
+/// vectors. For tests and fuzzing of everything behind decryption; the agent never sends.
+pub fn seal_client_initial(
+    version: u32,
+    dcid: &[u8],
+    pn: u32,
+    payload: &[u8],
+) -> Result<Vec<u8>, QuicError> {
+    if dcid.len() > MAX_CID_LEN {
+        return Err(QuicError::BadConnectionId);
+    }
+    let keys = InitialKeys::client(version, dcid)?;
     let type_bits = if version == VERSION_2 { 0x10 } else { 0x00 };
     let mut p = vec![0xc3 | type_bits];
     p.extend_from_slice(&version.to_be_bytes());
@@ -382,8 +387,11 @@ pub(crate) fn seal_client_initial(version: u32, dcid: &[u8], pn: u32, payload: &
     p.extend_from_slice(dcid);
     p.push(0); // no scid
     p.push(0); // no token
-    let length = 4 + payload.len() + TAG_LEN;
-    p.extend_from_slice(&(0x4000u16 | length as u16).to_be_bytes());
+    let length = u16::try_from(4 + payload.len() + TAG_LEN)
+        .ok()
+        .filter(|l| *l < 0x4000)
+        .ok_or(QuicError::Truncated)?;
+    p.extend_from_slice(&(0x4000 | length).to_be_bytes());
     let pn_offset = p.len();
     p.extend_from_slice(&pn.to_be_bytes());
     let mut body = payload.to_vec();
@@ -402,13 +410,23 @@ pub(crate) fn seal_client_initial(version: u32, dcid: &[u8], pn: u32, payload: &
             Aad::from(&p[..]),
             &mut body,
         )
-        .unwrap();
+        .map_err(|_| QuicError::Decrypt)?;
     p.extend_from_slice(&body);
     p.extend_from_slice(tag.as_ref());
-    let mask = keys.hp.new_mask(&p[pn_offset + 4..pn_offset + 20]).unwrap();
-    p[0] ^= mask[0] & 0x0f;
-    for i in 0..4 {
-        p[pn_offset + i] ^= mask[1 + i];
+    let sample = p
+        .get(pn_offset + 4..pn_offset + 20)
+        .ok_or(QuicError::Truncated)?;
+    let [m0, m1, m2, m3, m4] = keys.hp.new_mask(sample).map_err(|_| QuicError::Decrypt)?;
+    if let Some(first) = p.first_mut() {
+        *first ^= m0 & 0x0f;
     }
-    p
+    if let Some(pn_bytes) = p.get_mut(pn_offset..pn_offset + 4) {
+        for (b, m) in pn_bytes.iter_mut().zip([m1, m2, m3, m4]) {
+            *b ^= m;
+        }
+    }
+    Ok(p)
 }
+
+#[cfg(test)]
+mod tests;

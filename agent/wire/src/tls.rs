@@ -347,3 +347,6 @@ fn parse_alpn(data: &[u8]) -> Result<Vec<String>, TlsError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests;

@@ -311,8 +311,8 @@ fn initials_out_of_order(version: u32) -> Vec<Vec<u8>> {
     p1.push(1);
     p1.extend(crypto_frame(900, &b[..300]));
     p1.extend([0u8; 100]);
-    let d0 = seal_client_initial(version, &dcid, 0, &p0);
-    let d1 = seal_client_initial(version, &dcid, 1, &p1);
+    let d0 = seal_client_initial(version, &dcid, 0, &p0).unwrap();
+    let d1 = seal_client_initial(version, &dcid, 1, &p1).unwrap();
     let (c, s): (SocketAddr, SocketAddr) = (client(), server());
     vec![udp(c, s, &d1), udp(c, s, &d0)] // the later packet first
 }
@@ -348,7 +348,7 @@ fn quic_first_initial_only_reports_a_partial_hello() {
     let hello = client_hello("chat.mistral.ai", true);
     let mut p0 = crypto_frame(0, &hello[..1000]);
     p0.extend([0u8; 50]);
-    let d0 = seal_client_initial(VERSION_1, &dcid, 0, &p0);
+    let d0 = seal_client_initial(VERSION_1, &dcid, 0, &p0).unwrap();
     let mut d = Decoder::new(Limits::default());
     let events = run(&mut d, &[udp(client(), server(), &d0)]);
     let q = quic_hellos(&events);
@@ -359,9 +359,9 @@ fn quic_first_initial_only_reports_a_partial_hello() {
     let hello = client_hello("chat.mistral.ai", false);
     let p0 = crypto_frame(0, &hello[..1000]);
     let mut d = Decoder::new(Limits::default());
-    let d0 = seal_client_initial(VERSION_1, &dcid, 0, &p0);
+    let d0 = seal_client_initial(VERSION_1, &dcid, 0, &p0).unwrap();
     assert!(run(&mut d, &[udp(client(), server(), &d0)]).is_empty());
-    let d1 = seal_client_initial(VERSION_1, &dcid, 1, &crypto_frame(1000, &hello[1000..]));
+    let d1 = seal_client_initial(VERSION_1, &dcid, 1, &crypto_frame(1000, &hello[1000..])).unwrap();
     let events = run(&mut d, &[udp(client(), server(), &d1)]);
     assert!(quic_hellos(&events)[0].hello.complete);
 }
@@ -371,7 +371,7 @@ fn quic_garbage_costs_no_memory() {
     let mut d = Decoder::new(Limits::default());
     let mut out = Vec::new();
     for i in 0..2000u32 {
-        let mut p = seal_client_initial(VERSION_1, &i.to_be_bytes(), 0, &[1; 1100]);
+        let mut p = seal_client_initial(VERSION_1, &i.to_be_bytes(), 0, &[1; 1100]).unwrap();
         p[100] ^= 0xff;
         d.decode(
             LinkType::Ethernet,
