@@ -158,23 +158,24 @@ impl Decoder {
         if payload.is_empty() && !syn && !closing {
             return; // pure ACK
         }
-        if !self.tcp.is_empty() {
-            if let Some(stream) = self.tcp.get_mut(&flow, ts) {
-                if !stream.done {
-                    let seq = if syn {
-                        seg.seq.wrapping_add(1)
-                    } else {
-                        seg.seq
-                    };
-                    let max = self.limits.max_bytes_per_flow;
-                    self.stats.bytes_dropped += feed(stream, seq, payload, max) as u64;
-                    process(stream, ts, flow, max, closing, &mut self.stats, out);
-                }
-                if closing {
-                    self.tcp.remove(&flow);
-                }
-                return;
+        // an empty table (the usual case on a bulk capture) skips hashing
+        if !self.tcp.is_empty()
+            && let Some(stream) = self.tcp.get_mut(&flow, ts)
+        {
+            if !stream.done {
+                let seq = if syn {
+                    seg.seq.wrapping_add(1)
+                } else {
+                    seg.seq
+                };
+                let max = self.limits.max_bytes_per_flow;
+                self.stats.bytes_dropped += feed(stream, seq, payload, max) as u64;
+                process(stream, ts, flow, max, closing, &mut self.stats, out);
             }
+            if closing {
+                self.tcp.remove(&flow);
+            }
+            return;
         }
         let is_dns = seg.src_port == DNS_PORT || seg.dst_port == DNS_PORT;
         let kind = if is_dns {
@@ -447,11 +448,7 @@ fn process(
         }
         StreamKind::Dns => loop {
             let data = stream.buf.contiguous();
-            let Some(&[hi, lo]) = data
-                .get(..2)
-                .map(|d| <&[u8; 2]>::try_from(d).ok())
-                .flatten()
-            else {
+            let Some(&[hi, lo]) = data.get(..2).and_then(|d| <&[u8; 2]>::try_from(d).ok()) else {
                 return;
             };
             let len = usize::from(u16::from_be_bytes([hi, lo]));

@@ -13,8 +13,8 @@ pub fn fixture_path(name: &str) -> String {
 }
 
 pub fn read(name: &str) -> Capture {
-    let bytes = std::fs::read(fixture_path(name)).unwrap();
-    let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
+    let bytes = std::fs::read(fixture_path(name)).expect("fixture readable");
+    let magic = u32::from_le_bytes(bytes[0..4].try_into().expect("4 bytes"));
     let (le, nanos) = match magic {
         0xa1b2c3d4 => (true, false),
         0xa1b23c4d => (true, true),
@@ -23,7 +23,7 @@ pub fn read(name: &str) -> Capture {
         other => panic!("{name}: not a pcap (magic {other:#x})"),
     };
     let u32_at = |b: &[u8], at: usize| {
-        let a: [u8; 4] = b[at..at + 4].try_into().unwrap();
+        let a: [u8; 4] = b[at..at + 4].try_into().expect("4 bytes");
         if le {
             u32::from_le_bytes(a)
         } else {

@@ -82,7 +82,7 @@ fn framed(parts: &[Vec<u8>]) -> Vec<u8> {
 #[test]
 fn fuzz_entry_points_on_seeded_random_inputs() {
     let seeds = seeds();
-    let mut rng = Rng(0x5eed_0f_5ad0_a1);
+    let mut rng = Rng(0x5eed_0f5a_d0a1);
     for _ in 0..3000 {
         let seed = &seeds[rng.below(seeds.len())];
         let a = mutate(&mut rng, seed);
