@@ -7,7 +7,8 @@
 # (download into the client namespace, upload from it) it brings up a lab (lab.sh), starts
 # `shadowai-agent sniff --json` inside the client namespace, waits until it captures, then sends
 # iperf3 TCP on port 443 (the port the kernel filter cares about: HTTPS) at SEGMENT bytes per segment
-# and PPS*SEGMENT bytes/s, with TSO/GSO/GRO off so every segment is one packet on the wire.
+# and PPS*SEGMENT bytes/s: first with TSO/GSO/GRO off (every segment is one packet on the wire: the
+# target's packet rate), then with them on (the default: the same bytes in fewer, larger frames).
 # Measured over the traffic window only: agent CPU from /proc/PID/stat (utime+stime deltas), peak
 # RSS from /proc/PID/status VmHWM, packets from veth0's counters in the client namespace.
 set -euo pipefail
@@ -31,9 +32,10 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 packets() { ip netns exec "sa-$id-cli" cat "/sys/class/net/veth0/statistics/$1_packets"; }
 
 run_direction() {
-    local direction=$1 reverse=()
+    local direction=$1 offloads=$2 reverse=()
     [[ $direction == download ]] && reverse=(-R)
     bash "$HERE/lab.sh" up "$id" 2>/dev/null
+    bash "$HERE/lab.sh" offloads "$id" "$offloads"
     ip -n "sa-$id-srv" addr add "$BULK_IP/24" dev veth0
     ip netns exec "sa-$id-srv" iperf3 -s -B "$BULK_IP" -p 443 -1 >/dev/null 2>&1 &
     local log
@@ -45,7 +47,9 @@ run_direction() {
         ((tries-- > 0)) || { cat "$log" >&2; exit 1; }
         sleep 0.1
     done
-    [[ $(cat "/proc/$agent/comm") == shadowai-agent ]] || { echo "pid $agent is not the agent" >&2; exit 1; }
+    local comm
+    comm=$(basename "$AGENT")
+    [[ $(cat "/proc/$agent/comm") == "${comm:0:15}" ]] || { echo "pid $agent is not the agent" >&2; exit 1; }
     sleep 1
 
     local ticks_before rx_before tx_before started ended
@@ -68,12 +72,12 @@ run_direction() {
     rm -f "$log"
     cleanup
 
-    awk -v dir="$direction" -v t0="$started" -v t1="$ended" -v ticks=$((ticks_after - ticks_before)) \
+    awk -v dir="$direction" -v offloads="$offloads" -v t0="$started" -v t1="$ended" -v ticks=$((ticks_after - ticks_before)) \
         -v hz="$TICKS" -v rx=$((rx_after - rx_before)) -v tx=$((tx_after - tx_before)) -v hwm="$hwm" \
         -v summary="$summary" 'BEGIN {
             secs = t1 - t0
-            printf "| %-8s | %6.1f | %8.0f | %8.0f | %9.0f | %6.2f %% | %6.1f MB |\n",
-                dir, secs, rx / secs, tx / secs, (rx + tx) / secs, 100 * ticks / hz / secs, hwm / 1024
+            printf "| %-8s | %-3s | %6.1f | %8.0f | %8.0f | %9.0f | %6.2f %% | %6.1f MB |\n",
+                dir, offloads, secs, rx / secs, tx / secs, (rx + tx) / secs, 100 * ticks / hz / secs, hwm / 1024
             print "  agent: " summary > "/dev/stderr"
         }'
 }
@@ -81,7 +85,11 @@ run_direction() {
 echo "agent: $AGENT ($(stat -c %s "$AGENT") bytes); $SECONDS_PER_RUN s per direction; target $PPS data segments/s of $SEGMENT B"
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -r)"
 echo
-echo "| traffic  | secs   | rx pkt/s | tx pkt/s | total pkt/s | agent CPU (of 1 core) | agent peak RSS |"
-echo "|----------|--------|----------|----------|-------------|-----------|-----------|"
-run_direction download
-run_direction upload
+echo "| traffic  | TSO/GSO/GRO | secs | rx pkt/s | tx pkt/s | total pkt/s | agent CPU (of 1 core) | agent peak RSS |"
+echo "|---|---|---|---|---|---|---|---|"
+# offloads off: one packet per segment, the 20,000 packets/s of the target
+run_direction download off
+run_direction upload off
+# offloads on (veth's and most NICs' default): the same bytes in GSO super-frames, one per write
+run_direction download on
+run_direction upload on
