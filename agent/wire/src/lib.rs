@@ -7,8 +7,24 @@
 //! cannot start a TLS handshake is rejected without allocating.
 //!
 //! The layer parsers are public modules so fuzz targets and benchmarks can call each one directly.
+//!
+//! Events:
+//! - one [`Event::TlsHello`] per TCP flow: its first ClientHello, reassembled across segments
+//!   (in or out of order, retransmitted) or read from one >MTU super-frame; a hello cut short is
+//!   reported (`complete: false`) only when the flow closes or hits its byte limit with the SNI
+//!   already read;
+//! - one [`Event::QuicHello`] per QUIC connection (client address and DCID) as soon as the SNI is
+//!   known: from the complete hello, or from a contiguous prefix of the CRYPTO stream that holds
+//!   the server_name extension (`complete: false`);
+//! - one [`Event::Dns`] per DNS message on port 53, UDP or TCP (length prefix, several messages
+//!   per segment, a message split across segments). mDNS (5353) and other ports are ignored.
+//!
+//! IPv4 and IPv6 fragments are counted ([`DecoderStats::ip_fragments`]) and dropped, never
+//! reassembled. Memory is bounded by [`Limits`]: at most `max_flows` TCP streams and
+//! `max_quic_flows` QUIC connections, each buffering at most `max_bytes_per_flow` bytes.
 
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod dns;
 pub mod fuzzing;
