@@ -192,3 +192,77 @@ fn wrong_files_are_usage_errors() {
     let output = agent(&[]);
     assert_eq!(output.status.code(), Some(2));
 }
+
+/// The network lab's captures of real clients (agent/tests/fixtures/pcap/README.md): per file,
+/// exactly these (signal, name) pairs, and nothing for the benign names and background traffic.
+#[test]
+fn the_lab_captures_yield_exactly_their_ai_names() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pcap");
+    let both = |name: &str| vec![("dns", name.to_owned()), ("tls_sni", name.to_owned())];
+    let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
+        ("curl.pcap", both("api.deepseek.com")),
+        ("wget.pcap", both("huggingface.co")),
+        ("gnutls.pcap", both("api.mistral.ai")),
+        ("python.pcap", both("generativelanguage.googleapis.com")),
+        ("node.pcap", both("api.together.xyz")),
+        ("rustls.pcap", both("api.x.ai")),
+        ("chromium-tcp-off.pcap", both("chatgpt.com")),
+        ("chromium-tcp-on.pcap", both("claude.ai")),
+        ("getent.pcap", vec![("dns", "api.groq.com".into())]),
+        (
+            "dig.pcap",
+            vec![
+                ("dns", "api.openai.com".into()),
+                ("dns", "api.anthropic.com".into()),
+            ],
+        ),
+        (
+            "openssl.pcap",
+            [
+                both("copilot-proxy.githubusercontent.com"),
+                both("api.cohere.com"),
+            ]
+            .concat()
+            .into_iter()
+            .chain([("tls_sni", "contoso.openai.azure.com".to_owned())])
+            .collect(),
+        ),
+        (
+            "chromium-quic-sink.pcap",
+            vec![
+                ("dns", "gemini.google.com".into()),
+                ("quic_sni", "gemini.google.com".into()),
+            ],
+        ),
+        (
+            "chromium-quic-closed.pcap",
+            vec![
+                ("dns", "www.perplexity.ai".into()),
+                ("dns", "_8443._https.www.perplexity.ai".into()),
+            ],
+        ),
+        (
+            "chromium-ech.pcap",
+            [
+                both("api.openrouter.ai"),
+                vec![("blind:ech", "api.openrouter.ai".into())],
+            ]
+            .concat(),
+        ),
+    ];
+    for (file, want) in cases {
+        let output = agent(&["--json".as_ref(), dir.join(file).as_os_str()]);
+        assert!(output.status.success(), "{file}: {output:?}");
+        let values = lines(&output);
+        let want: BTreeSet<(String, String)> =
+            want.into_iter().map(|(s, n)| (s.to_owned(), n)).collect();
+        assert_eq!(names(&values), want, "{file}");
+        if file == "openssl.pcap" {
+            let azure = values
+                .iter()
+                .find(|v| v["name"] == "contoso.openai.azure.com")
+                .unwrap();
+            assert_eq!(azure["tenant"], "contoso");
+        }
+    }
+}

@@ -144,6 +144,11 @@ impl NetSensor {
         let _ = self.catalogs.send(catalog);
     }
 
+    /// A channel on which new catalogs reach the detector thread.
+    pub fn catalog_sender(&self) -> mpsc::Sender<Arc<Catalog>> {
+        self.catalogs.clone()
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> NetStats {
         let mut stats = self

@@ -786,7 +786,7 @@ fn hostile_events_are_capped() {
     }
     detector.handle_event(&event, &mut Offline);
     assert!(detector.stats().names_checked <= 4);
-    let mut hello = client_hello(Some(&format!("{}.claude.ai", "a".repeat(300))), false);
+    let mut hello = client_hello(Some(&format!("{}.claude.ai", "a".repeat(60))), false);
     hello.alpn = vec!["x".repeat(10_000); 1000];
     detector.handle_event(
         &Event::TlsHello(HelloEvent {
@@ -796,14 +796,31 @@ fn hostile_events_are_capped() {
         }),
         &mut Offline,
     );
-    for output in drain(&mut detector) {
-        if let Output::Detection(d) = output {
-            assert!(d.name.len() <= 253);
-            if let Evidence::TlsSni { alpn, .. } = &d.evidence {
-                assert!(alpn.len() <= 16 && alpn.iter().all(|p| p.len() <= 64));
-            }
-        }
-    }
+    let outputs = drain(&mut detector);
+    let found = detections(&outputs);
+    assert_eq!(
+        found.len(),
+        2,
+        "the DNS name once (4 questions folded) and the SNI"
+    );
+    assert_eq!(found[0].count, 1);
+    let Evidence::TlsSni { alpn, .. } = &found[1].evidence else {
+        panic!("tls evidence")
+    };
+    assert_eq!(alpn.len(), 16);
+    assert!(alpn.iter().all(|p| p.len() == 64));
+    // A name over 253 bytes is no name: nothing leaves.
+    detector.handle_event(
+        &tls(
+            T0,
+            "10.0.0.2:2",
+            "203.0.113.1:443",
+            Some(&format!("{}.claude.ai", "a.".repeat(200))),
+            false,
+        ),
+        &mut Offline,
+    );
+    assert!(drain(&mut detector).is_empty());
 }
 
 #[test]
