@@ -26,7 +26,26 @@ struct Samples {
     hello_curl: Vec<u8>,
     hello_chromium_superframe: Vec<u8>,
     hello_chromium_2seg: [Vec<u8>; 2],
-    quic_initial: Vec<u8>,
+    quic_chromium: [Vec<u8>; 2],
+    quic_rfc9001: Vec<u8>,
+}
+
+/// The RFC 9001 A.2 client Initial in an Ethernet/IPv4/UDP frame: one packet, whole hello.
+fn rfc9001_frame() -> Vec<u8> {
+    let hex = std::fs::read_to_string(pcap::fixture_path("rfc9001-a2-client-initial.hex")).unwrap();
+    let hex = hex.trim();
+    let packet: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    let mut f = vec![2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00, 0x45, 0];
+    f.extend_from_slice(&((20 + 8 + packet.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1]);
+    f.extend_from_slice(&[0xc3, 0x50, 0x01, 0xbb]);
+    f.extend_from_slice(&((8 + packet.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&packet);
+    f
 }
 
 fn samples() -> Samples {
@@ -55,6 +74,12 @@ fn samples() -> Samples {
         .iter()
         .position(|(_, f)| f.get(66) == Some(&22) && f.get(71) == Some(&1))
         .unwrap();
+    // the hello's second segment: the next frame of the same client port that carries data
+    let second = two[first + 1..]
+        .iter()
+        .find(|(_, f)| f.get(34..36) == two[first].1.get(34..36) && tcp_payload_len(f) > 0)
+        .map(|(_, f)| f.clone())
+        .unwrap();
     let quic = pcap::read("quic-chromium.pcap").frames;
     Samples {
         bulk,
@@ -62,8 +87,10 @@ fn samples() -> Samples {
         dns_response: dns[3].1.clone(), // the HTTPS record response
         hello_curl,
         hello_chromium_superframe,
-        hello_chromium_2seg: [two[first].1.clone(), two[first + 1].1.clone()],
-        quic_initial: quic[1].1.clone(), // a 1,250-byte Initial, decrypted and parsed in full
+        hello_chromium_2seg: [two[first].1.clone(), second],
+        // Chromium's hello spread over two Initials (chaos-protected CRYPTO fragments)
+        quic_chromium: [quic[0].1.clone(), quic[1].1.clone()],
+        quic_rfc9001: rfc9001_frame(),
     }
 }
 
@@ -104,9 +131,11 @@ fn report_allocations(s: &Samples) {
     );
     let [a, b] = &s.hello_chromium_2seg;
     println!("  tls hello chromium 2seg{:?}", one(&[a, b], true));
+    let [q0, q1] = &s.quic_chromium;
+    println!("  quic chromium 2 initials {:?}", one(&[q0, q1], true));
     println!(
-        "  quic initial (new conn){:?}",
-        one(&[&s.quic_initial], true)
+        "  quic rfc9001 1 initial  {:?}",
+        one(&[&s.quic_rfc9001], true)
     );
 }
 
@@ -155,7 +184,8 @@ fn bench(c: &mut Criterion) {
             "tls_hello_chromium_2_segments",
             s.hello_chromium_2seg.to_vec(),
         ),
-        ("quic_initial_new_connection", vec![s.quic_initial.clone()]),
+        ("quic_chromium_2_initials", s.quic_chromium.to_vec()),
+        ("quic_rfc9001_1_initial", vec![s.quic_rfc9001.clone()]),
     ] {
         g.bench_function(name, |b| {
             b.iter_batched_ref(

@@ -105,8 +105,13 @@ struct Slot<V> {
 
 /// A hash map with a hard capacity: inserting into a full table expires idle entries (at most
 /// once per `idle_timeout / 4` of capture time) and otherwise evicts the oldest inserted entry.
+///
+/// Keys are hashed with foldhash, seeded per table: about a third of SipHash's cost on a pair of
+/// socket addresses (the bulk-TCP hot path looks every segment up once a flow is tracked), and
+/// an attacker who cannot see the seed cannot aim collisions at it; the capacity bounds the
+/// damage anyway.
 pub struct FlowTable<K, V> {
-    map: HashMap<K, Slot<V>>,
+    map: HashMap<K, Slot<V>, foldhash::fast::RandomState>,
     order: VecDeque<(K, u64)>,
     capacity: usize,
     idle_timeout_ms: i64,
@@ -118,7 +123,7 @@ impl<K: Hash + Eq + Copy, V> FlowTable<K, V> {
     /// An empty table holding at most `capacity` entries (at least 1).
     pub fn new(capacity: usize, idle_timeout_ms: i64) -> FlowTable<K, V> {
         FlowTable {
-            map: HashMap::new(),
+            map: HashMap::with_hasher(foldhash::fast::RandomState::default()),
             order: VecDeque::new(),
             capacity: capacity.max(1),
             idle_timeout_ms,
