@@ -110,6 +110,9 @@ fn bench(c: &mut Criterion) {
         own_hello(&hello_chrome).0
     );
 
+    // a hello cut short: tls-parser can only say "incomplete"
+    assert!(tls_parser::parse_tls_plaintext(&hello_chrome[..1000]).is_err());
+
     let mut g = c.benchmark_group("choose");
     g.bench_function("dns_query/own", |b| b.iter(|| own_dns(black_box(&query))));
     g.bench_function("dns_query/hickory", |b| {

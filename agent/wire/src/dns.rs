@@ -1,4 +1,10 @@
 //! DNS messages (RFC 1035) with compression, EDNS and HTTPS/SVCB records (RFC 9460).
+//!
+//! Our own reader rather than hickory-proto: 2.7–4.5× faster on real dig messages
+//! (`benches/choose.rs`, figures in docs/BENCHMARKS.md "Wire parsers"), it builds only what the
+//! agent uses, and its limits are ours: names lowercased with `\DDD` escapes, at most 255 wire
+//! bytes, compression pointers strictly backwards (every walk ends), and a malformed answer's data
+//! spoils that answer only.
 
 use crate::link::{be16, be32};
 use std::net::{Ipv4Addr, Ipv6Addr};
