@@ -162,6 +162,15 @@ impl Decoder {
         if !self.tcp.is_empty()
             && let Some(stream) = self.tcp.get_mut(&flow, ts)
         {
+            if syn && seg.flags & tcp::ACK == 0 && seg.seq.wrapping_add(1) != stream.next_seq {
+                // a new connection on the same ports (the old one's FIN or RST was not seen)
+                *stream = TcpStream {
+                    kind: stream.kind,
+                    next_seq: seg.seq.wrapping_add(1),
+                    buf: Reassembler::new(),
+                    done: false,
+                };
+            }
             if !stream.done {
                 let seq = if syn {
                     seg.seq.wrapping_add(1)

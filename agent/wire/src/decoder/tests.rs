@@ -383,3 +383,23 @@ fn quic_garbage_costs_no_memory() {
     assert_eq!(d.stats().quic_undecryptable, 2000);
     assert_eq!(d.tracked(), (0, 0, 0));
 }
+
+#[test]
+fn port_reuse_without_a_seen_close_is_a_new_connection() {
+    let first = record(&client_hello("one.example", true));
+    let second = record(&client_hello("two.example", true));
+    let frames = vec![
+        tcp(client(), server(), 100, 0x02, &[]),
+        tcp(client(), server(), 101, PSH_ACK, &first),
+        tcp(client(), server(), 100, 0x02, &[]), // a retransmitted SYN changes nothing
+        tcp(client(), server(), 9_000, 0x02, &[]), // a new SYN on the same ports
+        tcp(client(), server(), 9_001, PSH_ACK, &second),
+    ];
+    let mut d = Decoder::new(Limits::default());
+    let events = run(&mut d, &frames);
+    let names: Vec<_> = hellos(&events)
+        .iter()
+        .map(|h| h.hello.sni.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["one.example", "two.example"]);
+}
