@@ -115,8 +115,33 @@ impl Decoder {
     }
 
     /// Drops flows idle longer than the timeout (call ~1/s); also called internally when full.
+    /// A TCP hello still waiting for a missing segment is dropped silently: use
+    /// [`Decoder::expire_into`] to have it reported when its SNI was read.
     pub fn expire(&mut self, now_ms: i64) {
         self.stats.flows_expired += self.tcp.expire(now_ms) + self.quic.expire(now_ms);
+    }
+
+    /// [`Decoder::expire`], and for each idle TCP flow whose ClientHello never completed (a
+    /// segment the capture missed and that was never retransmitted) but whose contiguous bytes
+    /// hold the server_name extension, a [`Event::TlsHello`] with `complete: false`, stamped
+    /// `now_ms`.
+    pub fn expire_into(&mut self, now_ms: i64, out: &mut Vec<Event>) {
+        let mut hellos = 0;
+        let expired = self.tcp.expire_with(now_ms, |flow, stream| {
+            if stream.done || stream.kind != StreamKind::Tls {
+                return;
+            }
+            if let Ok(hello) = tls::parse_client_hello(stream.buf.contiguous()) {
+                hellos += 1;
+                out.push(Event::TlsHello(HelloEvent {
+                    ts_ms: now_ms,
+                    flow: *flow,
+                    hello,
+                }));
+            }
+        });
+        self.stats.hellos += hellos;
+        self.stats.flows_expired += expired + self.quic.expire(now_ms);
     }
 
     /// Counters so far.

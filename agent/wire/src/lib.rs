@@ -11,8 +11,8 @@
 //! Events:
 //! - one [`Event::TlsHello`] per TCP flow: its first ClientHello, reassembled across segments
 //!   (in or out of order, retransmitted) or read from one >MTU super-frame; a hello cut short is
-//!   reported (`complete: false`) only when the flow closes or hits its byte limit with the SNI
-//!   already read;
+//!   reported (`complete: false`) only when the flow closes, hits its byte limit or (through
+//!   [`Decoder::expire_into`]) goes idle with the SNI already read;
 //! - one [`Event::QuicHello`] per QUIC connection (client address and DCID) as soon as the SNI is
 //!   known: from the complete hello, or from a contiguous prefix of the CRYPTO stream that holds
 //!   the server_name extension (`complete: false`);

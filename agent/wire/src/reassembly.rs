@@ -200,11 +200,21 @@ impl<K: Hash + Eq + Copy, V> FlowTable<K, V> {
 
     /// Drops entries not seen for longer than the idle timeout; returns how many.
     pub fn expire(&mut self, now_ms: i64) -> u64 {
+        self.expire_with(now_ms, |_, _| {})
+    }
+
+    /// [`FlowTable::expire`], handing each dropped entry to `on_drop` first.
+    pub fn expire_with(&mut self, now_ms: i64, mut on_drop: impl FnMut(&K, &V)) -> u64 {
         self.last_sweep_ms = now_ms;
         let before = self.map.len();
         let timeout = self.idle_timeout_ms;
-        self.map
-            .retain(|_, s| now_ms.saturating_sub(s.last_seen) <= timeout);
+        self.map.retain(|k, s| {
+            let keep = now_ms.saturating_sub(s.last_seen) <= timeout;
+            if !keep {
+                on_drop(k, &s.value);
+            }
+            keep
+        });
         let removed = before - self.map.len();
         if removed > 0 {
             let map = &self.map;

@@ -403,3 +403,32 @@ fn port_reuse_without_a_seen_close_is_a_new_connection() {
         .collect();
     assert_eq!(names, ["one.example", "two.example"]);
 }
+
+#[test]
+fn a_hello_whose_second_segment_was_never_captured_is_reported_on_expiry() {
+    let stream = record(&client_hello("perplexity.ai", true));
+    let (a, _) = stream.split_at(1000);
+    let frames = vec![tcp(client(), server(), 101, PSH_ACK, a)];
+    let mut d = Decoder::new(Limits::default());
+    assert!(run(&mut d, &frames).is_empty());
+    let mut out = Vec::new();
+    d.expire_into(5_000, &mut out);
+    assert!(out.is_empty(), "not idle yet");
+    d.expire_into(60_000, &mut out);
+    let h = hellos(&out);
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0].hello.sni.as_deref(), Some("perplexity.ai"));
+    assert!(!h[0].hello.complete);
+    assert_eq!(h[0].ts_ms, 60_000);
+    assert_eq!(d.tracked(), (0, 0, 0));
+    // SNI not among the bytes received: nothing to report
+    let stream = record(&client_hello("perplexity.ai", false));
+    let mut d = Decoder::new(Limits::default());
+    run(
+        &mut d,
+        &[tcp(client(), server(), 101, PSH_ACK, &stream[..1000])],
+    );
+    let mut out = Vec::new();
+    d.expire_into(60_000, &mut out);
+    assert!(out.is_empty());
+}
