@@ -9,7 +9,11 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # System packages the tests need (Debian names). Later sensors add theirs here.
-SYSTEM_PACKAGES=(postgresql)
+# The network lab (tests/netlab, tests/tests/e2e/netlab.rs): namespaces, servers and real clients.
+# dnsmasq-base is the dnsmasq binary without the `dnsmasq` package's system service (which would
+# try to take port 53 of the machine); the lab runs its own dnsmasq inside a namespace.
+SYSTEM_PACKAGES=(postgresql
+    iproute2 ethtool tcpdump tshark dnsmasq-base dnsutils gnutls-bin openssl curl wget chromium nodejs)
 
 started_all=$SECONDS
 step_started=$SECONDS
@@ -106,6 +110,9 @@ choose_postgres() {
 
 step "system packages"
 install_system_packages
+
+# the network lab's test fails (instead of skipping) when this machine cannot run it
+export SHADOWAI_REQUIRE_NETLAB=1
 
 step "PostgreSQL for the tests"
 choose_postgres

@@ -17,6 +17,11 @@
 //! interval_seconds = 3600       # full rescan, 60..=86400
 //! watch = true                  # rescan when a watched config file changes
 //!
+//! [network]                   # DNS / TLS SNI / QUIC SNI sensor (needs CAP_NET_RAW)
+//! enabled = false               # off unless set
+//! interfaces = []               # [] = every interface that is up, and those that appear later
+//! window_seconds = 600          # 60..=86400: one report per name and process per window
+//!
 //! [transport]
 //! batch_max_observations = 500  # 1..=1000
 //! flush_interval_ms = 2000      # 100..=60000
@@ -79,8 +84,17 @@ struct File {
     process: ProcessFile,
     #[serde(default)]
     inventory: InventoryFile,
+    network: NetworkFile,
     #[serde(default)]
     transport: TransportFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetworkFile {
+    enabled: Option<bool>,
+    interfaces: Option<Vec<String>>,
+    window_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -129,6 +143,12 @@ pub struct Config {
     pub inventory_interval: Duration,
     /// Rescan the inventory when a watched config file changes.
     pub inventory_watch: bool,
+    /// Network sensor on/off.
+    pub network_enabled: bool,
+    /// Interfaces the network sensor captures on; empty means all.
+    pub network_interfaces: Vec<String>,
+    /// The network sensor's de-duplication window.
+    pub network_window: Duration,
     /// Most observations per report.
     pub batch_max_observations: usize,
     /// Longest a detection waits before it is sent.
@@ -151,6 +171,9 @@ impl Default for Config {
             inventory_enabled: true,
             inventory_interval: Duration::from_secs(3600),
             inventory_watch: true,
+            network_enabled: false,
+            network_interfaces: Vec::new(),
+            network_window: Duration::from_secs(600),
             batch_max_observations: 500,
             flush_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(60),
@@ -257,6 +280,32 @@ impl Config {
             Some(v) => Duration::from_secs(in_range("inventory.interval_seconds", v, 60, 86_400)?),
             None => defaults.inventory_interval,
         };
+        let network_window = match file.network.window_seconds {
+            Some(v) => Duration::from_secs(in_range("network.window_seconds", v, 60, 86_400)?),
+            None => defaults.network_window,
+        };
+        let network_interfaces = file.network.interfaces.unwrap_or_default();
+        if network_interfaces.len() > 64 {
+            return Err(invalid(
+                "network.interfaces",
+                format!("lists {} interfaces; at most 64", network_interfaces.len()),
+            ));
+        }
+        for name in &network_interfaces {
+            // Linux interface names: 1..=15 bytes, no `/`, no whitespace.
+            if name.is_empty()
+                || name.len() > 15
+                || name.contains('/')
+                || name.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(invalid(
+                    "network.interfaces",
+                    format!(
+                        "{name:?} is not an interface name (1 to 15 characters, no `/` or spaces)"
+                    ),
+                ));
+            }
+        }
         let batch_max_observations = match file.transport.batch_max_observations {
             Some(v) => in_range("transport.batch_max_observations", v as u64, 1, 1000)? as usize,
             None => defaults.batch_max_observations,
@@ -290,6 +339,9 @@ impl Config {
             inventory_enabled: file.inventory.enabled.unwrap_or(true),
             inventory_interval,
             inventory_watch: file.inventory.watch.unwrap_or(true),
+            network_enabled: file.network.enabled.unwrap_or(false),
+            network_interfaces,
+            network_window,
             batch_max_observations,
             flush_interval,
             heartbeat_interval,
@@ -356,6 +408,29 @@ mod tests {
         );
         let error = parse("collector = \"http://x\"").unwrap_err();
         assert!(error.contains("must start with https://"), "{error}");
+    }
+
+    #[test]
+    fn network_section() {
+        let config = parse(
+            "[network]\nenabled = true\ninterfaces = [\"eth0\", \"wg0\"]\nwindow_seconds = 120\n",
+        )
+        .unwrap();
+        assert!(config.network_enabled);
+        assert_eq!(config.network_interfaces, ["eth0", "wg0"]);
+        assert_eq!(config.network_window, Duration::from_secs(120));
+        let defaults = parse("").unwrap();
+        assert!(!defaults.network_enabled);
+        assert!(defaults.network_interfaces.is_empty());
+        let error = parse("[network]\ninterfaces = [\"../etc\"]").unwrap_err();
+        assert!(error.contains("network.interfaces"), "{error}");
+        let error = parse("[network]\nwindow_seconds = 5").unwrap_err();
+        assert!(
+            error.contains("network.window_seconds must be between 60 and 86400"),
+            "{error}"
+        );
+        let error = parse("[network]\npromiscuous = true").unwrap_err();
+        assert!(error.contains("unknown field `promiscuous`"), "{error}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod config;
 pub mod detect;
 pub mod host;
 pub mod identity;
+pub mod net;
 pub mod process;
 pub mod redact;
 pub mod spool;

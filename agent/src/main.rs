@@ -25,6 +25,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// One-shot host scan (processes); prints detections.
     Scan(commands::scan::ScanArgs),
+    /// Offline analysis of pcap/pcapng files with the network detector; prints detections.
+    Pcap(commands::pcap::PcapArgs),
+    /// Live capture without a collector (needs CAP_NET_RAW); prints detections as they happen.
+    Sniff(commands::sniff::SniffArgs),
     /// Ask the catalog what a domain or command line is, and why.
     Match(commands::matching::MatchArgs),
     /// One-time enrollment with a collector.
@@ -48,6 +52,8 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => commands::run::run(args),
         Command::Scan(args) => commands::scan::run(args),
+        Command::Pcap(args) => commands::pcap::run(args),
+        Command::Sniff(args) => commands::sniff::run(args),
         Command::Match(args) => commands::matching::run(args),
         Command::Enroll(args) => commands::enroll::run(args),
         Command::Status(args) => commands::status::run(args),

@@ -3,8 +3,10 @@
 
 pub mod enroll;
 pub mod matching;
+pub mod pcap;
 pub mod run;
 pub mod scan;
+pub mod sniff;
 pub mod status;
 
 use std::process::ExitCode;

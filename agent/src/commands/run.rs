@@ -162,6 +162,11 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
 
     let (stop_sender, stop_receiver) = mpsc::channel::<()>();
     let (catalog_sender, catalog_receiver) = mpsc::channel::<Arc<Catalog>>();
+    let mut fanout = CatalogFanout {
+        senders: vec![catalog_sender],
+    };
+    let (network_stop, network_thread) =
+        start_network(&config, &catalog, json, &shared, &mut fanout);
     let sensor_thread = if config.process_enabled {
         let shared = shared.clone();
         let options = config.host_options();
@@ -181,24 +186,30 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
                 .context("cannot start the process sensor")?,
         )
     } else {
-        shared
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(v1::SensorHealth {
+        set_sensor_health(
+            &shared,
+            v1::SensorHealth {
                 sensor: "process".into(),
                 state: v1::SensorState::Disabled as i32,
                 detail: "disabled by configuration".into(),
-            });
+            },
+        );
         None
     };
 
-    let transport = transport_loop(&config, &identity, &shared, &status, &catalog_sender);
+    let transport = transport_loop(&config, &identity, &shared, &status, &fanout);
     tokio::select! {
         () = transport => {}
         () = shutdown_signal() => info!("shutting down"),
     }
     let _ = stop_sender.send(());
+    if let Some(network_stop) = network_stop {
+        let _ = network_stop.send(());
+    }
+    if let Some(thread) = network_thread {
+        // Stopping closes the windows: pending counts reach the spool before the last flush.
+        let _ = thread.join();
+    }
     // Give in-flight detections one last chance to be delivered.
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, flush_once(&config, &identity, &shared)).await;
     if let Some(thread) = sensor_thread {
@@ -286,14 +297,10 @@ fn process_sensor_loop(
     let mut sensor = HostSensor::new(catalog, options);
     let since = now_ms();
     sensor.run(stop, catalogs, &now_ms, &mut |detections, sensor| {
-        *shared
-            .sensors
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = sensor.health();
-        *shared
-            .blind_spots
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = sensor.blind_spots(since);
+        for health in sensor.health() {
+            set_sensor_health(shared, health);
+        }
+        set_blind_spots(shared, &["process_partial"], sensor.blind_spots(since));
         if !detections.is_empty() {
             let now = now_ms();
             let mut spool = shared.lock_spool();
@@ -307,6 +314,175 @@ fn process_sensor_loop(
             shared.wake.notify_one();
         }
     });
+}
+
+/// Every sensor that must learn of a new catalog.
+pub struct CatalogFanout {
+    senders: Vec<mpsc::Sender<Arc<Catalog>>>,
+}
+
+impl CatalogFanout {
+    fn send(&self, catalog: &Arc<Catalog>) {
+        for sender in &self.senders {
+            let _ = sender.send(catalog.clone());
+        }
+    }
+}
+
+/// Replaces the health entry of `health.sensor`, keeping the other sensors'.
+fn set_sensor_health(shared: &Shared, health: v1::SensorHealth) {
+    let mut sensors = shared
+        .sensors
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    sensors.retain(|s| s.sensor != health.sensor);
+    sensors.push(health);
+    sensors.sort_by(|a, b| a.sensor.cmp(&b.sensor));
+}
+
+/// Replaces the blind spots of the given kinds, keeping the others.
+fn set_blind_spots(shared: &Shared, kinds: &[&str], spots: Vec<v1::BlindSpot>) {
+    let mut blind_spots = shared
+        .blind_spots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    blind_spots.retain(|b| !kinds.contains(&b.kind.as_str()));
+    blind_spots.extend(spots);
+}
+
+/// Most network blind spots (DoH, DoT, ECH) kept for the heartbeat; the first ones stay.
+const MAX_NETWORK_BLIND_SPOTS: usize = 32;
+
+/// Starts the network sensor when configured. A failure (no privilege, no platform support)
+/// makes it a blind spot and never stops the daemon. Returns the stop channel and the thread
+/// that owns the sensor (it refreshes its health every few seconds and stops it on request).
+fn start_network(
+    config: &Config,
+    catalog: &Arc<Catalog>,
+    json: bool,
+    shared: &Arc<Shared>,
+    fanout: &mut CatalogFanout,
+) -> (
+    Option<mpsc::Sender<()>>,
+    Option<std::thread::JoinHandle<()>>,
+) {
+    use crate::net::{NetConfig, NetSensor, Output};
+    if !config.network_enabled {
+        set_sensor_health(
+            shared,
+            v1::SensorHealth {
+                sensor: "network".into(),
+                state: v1::SensorState::Disabled as i32,
+                detail: "disabled by configuration ([network] enabled = false)".into(),
+            },
+        );
+        return (None, None);
+    }
+    let net_config = NetConfig {
+        interfaces: config.network_interfaces.clone(),
+        detector: crate::net::DetectorConfig {
+            window_ms: i64::try_from(config.network_window.as_millis()).unwrap_or(600_000),
+            ..crate::net::DetectorConfig::default()
+        },
+        ..NetConfig::default()
+    };
+    let sink = {
+        let shared = shared.clone();
+        move |output: Output| {
+            if json {
+                println!("{}", output.to_json_line());
+            }
+            match output {
+                Output::Detection(detection) => {
+                    shared
+                        .lock_spool()
+                        .enqueue(detection.to_observation(), now_ms());
+                    shared.wake.notify_one();
+                }
+                Output::BlindSpot(blind) => {
+                    let spot = blind.to_blind_spot();
+                    let mut spots = shared
+                        .blind_spots
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let is_network =
+                        |b: &v1::BlindSpot| matches!(b.kind.as_str(), "doh" | "dot" | "ech");
+                    let known = spots
+                        .iter()
+                        .any(|b| b.kind == spot.kind && b.detail == spot.detail);
+                    if !known
+                        && spots.iter().filter(|b| is_network(b)).count() < MAX_NETWORK_BLIND_SPOTS
+                    {
+                        spots.push(spot);
+                    }
+                }
+            }
+        }
+    };
+    let sensor = match NetSensor::start(net_config, catalog.clone(), sink) {
+        Ok(sensor) => sensor,
+        Err(error) => {
+            let kind = match error {
+                crate::net::CaptureError::NoPrivilege => "capture_no_privilege",
+                _ => "capture_unavailable",
+            };
+            warn!(error = %error, "network sensor blind");
+            set_sensor_health(
+                shared,
+                v1::SensorHealth {
+                    sensor: "network".into(),
+                    state: v1::SensorState::Blind as i32,
+                    detail: error.to_string(),
+                },
+            );
+            set_blind_spots(
+                shared,
+                &[kind],
+                vec![v1::BlindSpot {
+                    kind: kind.into(),
+                    detail: error.to_string(),
+                    since_ms: now_ms(),
+                }],
+            );
+            return (None, None);
+        }
+    };
+    fanout.senders.push(sensor.catalog_sender());
+    let (stop_sender, stop) = mpsc::channel::<()>();
+    let shared = shared.clone();
+    let spawned = std::thread::Builder::new()
+        .name("network-sensor".into())
+        .spawn(move || {
+            loop {
+                let (state, detail) = sensor.health();
+                set_sensor_health(
+                    &shared,
+                    v1::SensorHealth {
+                        sensor: "network".into(),
+                        state: state as i32,
+                        detail,
+                    },
+                );
+                match stop.recv_timeout(Duration::from_secs(5)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                    _ => break,
+                }
+            }
+            let stats = sensor.stop();
+            info!(
+                frames = stats.frames,
+                dropped = stats.overflow,
+                detections = stats.detector.detections,
+                "network sensor stopped"
+            );
+        });
+    match spawned {
+        Ok(thread) => (Some(stop_sender), Some(thread)),
+        Err(error) => {
+            warn!(error = %error, "cannot start the network sensor thread");
+            (None, None)
+        }
+    }
 }
 
 /// Why a session with the collector ended.
@@ -327,7 +503,7 @@ async fn transport_loop(
     identity: &Identity,
     shared: &Shared,
     status: &StatusFile,
-    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    catalogs: &CatalogFanout,
 ) {
     let mut backoff = Backoff::new();
     let mut identity = identity.clone();
@@ -384,7 +560,7 @@ async fn session(
     identity: &Identity,
     shared: &Shared,
     status: &StatusFile,
-    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    catalogs: &CatalogFanout,
     backoff: &mut Backoff,
 ) -> SessionEnd {
     let mut client = match transport::connect(&identity.collector, identity.tls.clone()).await {
@@ -484,7 +660,7 @@ async fn heartbeat(
         tonic::transport::Channel,
     >,
     shared: &Shared,
-    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    catalogs: &CatalogFanout,
 ) -> Result<HeartbeatReply, tonic::Status> {
     let snapshot = shared_snapshot(shared);
     let dropped = shared.lock_spool().take_dropped();
@@ -541,7 +717,7 @@ async fn update_catalog(
         tonic::transport::Channel,
     >,
     shared: &Shared,
-    catalogs: &mpsc::Sender<Arc<Catalog>>,
+    catalogs: &CatalogFanout,
     known_version: &str,
 ) {
     let response = match client
@@ -579,7 +755,7 @@ async fn update_catalog(
                 .catalog_version
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner) = catalog.version().to_owned();
-            let _ = catalogs.send(Arc::new(catalog));
+            catalogs.send(&Arc::new(catalog));
         }
         Err(error) => refuse(&error.to_string()),
     }

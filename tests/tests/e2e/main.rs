@@ -11,6 +11,7 @@ mod access;
 mod catalog_update;
 mod channel;
 mod hostile;
+mod netlab;
 mod quickstart;
 mod runtime;
 mod support;

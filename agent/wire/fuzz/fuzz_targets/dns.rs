@@ -1,0 +1,4 @@
+#![no_main]
+//! cargo-fuzz target: see shadowai_wire::fuzzing::dns for the properties checked.
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shadowai_wire::fuzzing::dns(data));
