@@ -89,7 +89,6 @@ pub fn run(args: PcapArgs) -> Result<(), CommandError> {
         pipeline.read_file(file, &mut print)?;
     }
     pipeline.finish(&mut print);
-    drop(print);
     let flushed = match write_error {
         Some(error) => Err(error),
         None => out.flush(),
@@ -262,7 +261,7 @@ impl Pipeline {
             bytes += 16 + packet.data.len() as u64;
             self.frame(link, ts_ms, &packet.data, sink);
             if let Some(bar) = progress
-                && self.summary.packets % 65_536 == 0
+                && self.summary.packets.is_multiple_of(65_536)
             {
                 bar.set_position(bytes);
             }
@@ -329,7 +328,7 @@ impl Pipeline {
                 _ => {}
             }
             if let Some(bar) = progress
-                && self.summary.packets % 65_536 == 0
+                && self.summary.packets.is_multiple_of(65_536)
             {
                 bar.set_position(bytes);
             }

@@ -111,7 +111,7 @@ fn list_up_interfaces(selected: &[String]) -> Vec<Candidate> {
     pnet_datalink::interfaces()
         .into_iter()
         .filter(|i| i.is_up())
-        .filter(|i| selected.is_empty() || selected.iter().any(|s| *s == i.name))
+        .filter(|i| selected.is_empty() || selected.contains(&i.name))
         .filter_map(|i| {
             // Interface names never hold `/`; refuse one that does rather than build a path.
             if i.name.contains('/') || i.name.is_empty() {
@@ -288,7 +288,7 @@ fn watch(
         // Sleep in small steps so that stop is prompt.
         let mut slept = Duration::ZERO;
         while slept < relist && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            pause(Duration::from_millis(100));
             slept += Duration::from_millis(100);
         }
     }
@@ -370,10 +370,19 @@ fn read_loop(
                     debug!(error = %error, "capture thread giving up");
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                pause(Duration::from_millis(50));
             }
         }
     }
+}
+
+/// Sleeps a capture thread: these are dedicated OS threads, never a tokio runtime's.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "capture and watcher threads are plain OS threads, not runtime threads"
+)]
+pub(crate) fn pause(duration: Duration) {
+    std::thread::sleep(duration);
 }
 
 #[cfg(test)]
