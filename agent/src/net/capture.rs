@@ -397,6 +397,68 @@ mod tests {
         assert_eq!(framing_of(803), None); // radiotap
     }
 
+    /// Deletes the test's veth pair (both ends) even when an assertion fails.
+    struct Link(String);
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+        }
+    }
+
+    fn wait_for(capture: &Capture, name: &str, present: bool) -> bool {
+        for _ in 0..100 {
+            if capture.interfaces().iter().any(|i| i == name) == present {
+                return true;
+            }
+            pause(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// An interface that appears after capture started is picked up, and dropped when it goes.
+    /// Needs root (CAP_NET_ADMIN to add a veth pair): run by the project's test script as root.
+    #[test]
+    fn interfaces_that_appear_later_are_captured() {
+        let name = format!("sa-t{}", std::process::id() % 100_000);
+        let (sender, _frames) = std::sync::mpsc::sync_channel(16);
+        let capture = Capture::start(vec![name.clone()], sender, Duration::from_millis(200))
+            .expect("capture needs CAP_NET_RAW (run as root)");
+        assert!(capture.interfaces().is_empty());
+        let added = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{name}p"),
+            ])
+            .status()
+            .expect("ip");
+        assert!(added.success(), "ip link add needs root");
+        let link = Link(name.clone());
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .expect("ip");
+        assert!(up.success());
+        assert!(
+            wait_for(&capture, &name, true),
+            "new interface not captured"
+        );
+        drop(link);
+        assert!(
+            wait_for(&capture, &name, false),
+            "removed interface still captured"
+        );
+        capture.stop();
+    }
+
     /// The kernel accepts the program (its verifier runs at attach time) for every framing.
     /// Needs CAP_NET_RAW: the project's test script runs the agent tests as root.
     #[test]
