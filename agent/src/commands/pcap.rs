@@ -122,6 +122,8 @@ pub struct Pipeline {
     detector: Detector,
     events: Vec<Event>,
     last_tick_ms: i64,
+    /// Latest packet time seen.
+    latest_ms: i64,
     /// Counters so far.
     pub summary: Summary,
 }
@@ -145,6 +147,7 @@ impl Pipeline {
             detector: Detector::new(catalog, DetectorConfig::default()),
             events: Vec::new(),
             last_tick_ms: i64::MIN,
+            latest_ms: 0,
             summary: Summary::default(),
         }
     }
@@ -158,6 +161,7 @@ impl Pipeline {
         sink: &mut dyn FnMut(&Output),
     ) {
         self.summary.packets += 1;
+        self.latest_ms = self.latest_ms.max(ts_ms);
         let Some(link) = link else {
             self.summary.unknown_link += 1;
             return;
@@ -172,7 +176,11 @@ impl Pipeline {
         // Windows and idle flows close on packet time, checked once per second of it.
         if ts_ms.saturating_sub(self.last_tick_ms) >= 1000 {
             self.last_tick_ms = ts_ms;
-            self.decoder.expire(ts_ms);
+            // Hellos whose last segment never came are reported when their SNI was read.
+            self.decoder.expire_into(ts_ms, &mut self.events);
+            for event in self.events.drain(..) {
+                self.detector.handle_event(&event, &mut Offline);
+            }
             self.detector.handle_timeout(ts_ms);
             self.drain(sink);
         }
@@ -190,6 +198,15 @@ impl Pipeline {
 
     /// Closes every window (pending summaries go to `sink`) and fills in the decoder counters.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&Output)) {
+        // End of capture: every flow goes idle, as it would have after the last packet.
+        let end_ms = self
+            .latest_ms
+            .saturating_add(Limits::default().idle_timeout_ms)
+            .saturating_add(1);
+        self.decoder.expire_into(end_ms, &mut self.events);
+        for event in self.events.drain(..) {
+            self.detector.handle_event(&event, &mut Offline);
+        }
         self.detector.flush();
         self.drain(sink);
         let stats = self.decoder.stats();
