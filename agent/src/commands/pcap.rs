@@ -89,7 +89,6 @@ pub fn run(args: PcapArgs) -> Result<(), CommandError> {
         pipeline.read_file(file, &mut print)?;
     }
     pipeline.finish(&mut print);
-    drop(print);
     let flushed = match write_error {
         Some(error) => Err(error),
         None => out.flush(),
@@ -123,6 +122,8 @@ pub struct Pipeline {
     detector: Detector,
     events: Vec<Event>,
     last_tick_ms: i64,
+    /// Latest packet time seen.
+    latest_ms: i64,
     /// Counters so far.
     pub summary: Summary,
 }
@@ -146,6 +147,7 @@ impl Pipeline {
             detector: Detector::new(catalog, DetectorConfig::default()),
             events: Vec::new(),
             last_tick_ms: i64::MIN,
+            latest_ms: 0,
             summary: Summary::default(),
         }
     }
@@ -159,6 +161,7 @@ impl Pipeline {
         sink: &mut dyn FnMut(&Output),
     ) {
         self.summary.packets += 1;
+        self.latest_ms = self.latest_ms.max(ts_ms);
         let Some(link) = link else {
             self.summary.unknown_link += 1;
             return;
@@ -173,7 +176,11 @@ impl Pipeline {
         // Windows and idle flows close on packet time, checked once per second of it.
         if ts_ms.saturating_sub(self.last_tick_ms) >= 1000 {
             self.last_tick_ms = ts_ms;
-            self.decoder.expire(ts_ms);
+            // Hellos whose last segment never came are reported when their SNI was read.
+            self.decoder.expire_into(ts_ms, &mut self.events);
+            for event in self.events.drain(..) {
+                self.detector.handle_event(&event, &mut Offline);
+            }
             self.detector.handle_timeout(ts_ms);
             self.drain(sink);
         }
@@ -191,6 +198,15 @@ impl Pipeline {
 
     /// Closes every window (pending summaries go to `sink`) and fills in the decoder counters.
     pub fn finish(&mut self, sink: &mut dyn FnMut(&Output)) {
+        // End of capture: every flow goes idle, as it would have after the last packet.
+        let end_ms = self
+            .latest_ms
+            .saturating_add(Limits::default().idle_timeout_ms)
+            .saturating_add(1);
+        self.decoder.expire_into(end_ms, &mut self.events);
+        for event in self.events.drain(..) {
+            self.detector.handle_event(&event, &mut Offline);
+        }
         self.detector.flush();
         self.drain(sink);
         let stats = self.decoder.stats();
@@ -262,7 +278,7 @@ impl Pipeline {
             bytes += 16 + packet.data.len() as u64;
             self.frame(link, ts_ms, &packet.data, sink);
             if let Some(bar) = progress
-                && self.summary.packets % 65_536 == 0
+                && self.summary.packets.is_multiple_of(65_536)
             {
                 bar.set_position(bytes);
             }
@@ -329,7 +345,7 @@ impl Pipeline {
                 _ => {}
             }
             if let Some(bar) = progress
-                && self.summary.packets % 65_536 == 0
+                && self.summary.packets.is_multiple_of(65_536)
             {
                 bar.set_position(bytes);
             }

@@ -95,7 +95,7 @@ pub fn run(args: SniffArgs) -> Result<(), CommandError> {
     // Say when capture is up, so that a script can start traffic after this line.
     let mut waited = Duration::ZERO;
     while sensor.stats().interfaces.is_empty() && waited < Duration::from_secs(3) {
-        std::thread::sleep(Duration::from_millis(20));
+        crate::net::capture::pause(Duration::from_millis(20));
         waited += Duration::from_millis(20);
     }
     let interfaces = sensor.stats().interfaces;

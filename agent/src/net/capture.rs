@@ -111,7 +111,7 @@ fn list_up_interfaces(selected: &[String]) -> Vec<Candidate> {
     pnet_datalink::interfaces()
         .into_iter()
         .filter(|i| i.is_up())
-        .filter(|i| selected.is_empty() || selected.iter().any(|s| *s == i.name))
+        .filter(|i| selected.is_empty() || selected.contains(&i.name))
         .filter_map(|i| {
             // Interface names never hold `/`; refuse one that does rather than build a path.
             if i.name.contains('/') || i.name.is_empty() {
@@ -288,7 +288,7 @@ fn watch(
         // Sleep in small steps so that stop is prompt.
         let mut slept = Duration::ZERO;
         while slept < relist && !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(100));
+            pause(Duration::from_millis(100));
             slept += Duration::from_millis(100);
         }
     }
@@ -370,10 +370,19 @@ fn read_loop(
                     debug!(error = %error, "capture thread giving up");
                     return;
                 }
-                std::thread::sleep(Duration::from_millis(50));
+                pause(Duration::from_millis(50));
             }
         }
     }
+}
+
+/// Sleeps a capture thread: these are dedicated OS threads, never a tokio runtime's.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "capture and watcher threads are plain OS threads, not runtime threads"
+)]
+pub(crate) fn pause(duration: Duration) {
+    std::thread::sleep(duration);
 }
 
 #[cfg(test)]
@@ -386,6 +395,68 @@ mod tests {
         assert_eq!(framing_of(772).map(|f| f.1), Some(LinkType::Ethernet));
         assert_eq!(framing_of(0xfffe).map(|f| f.1), Some(LinkType::RawIp));
         assert_eq!(framing_of(803), None); // radiotap
+    }
+
+    /// Deletes the test's veth pair (both ends) even when an assertion fails.
+    struct Link(String);
+
+    impl Drop for Link {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip")
+                .args(["link", "del", &self.0])
+                .status();
+        }
+    }
+
+    fn wait_for(capture: &Capture, name: &str, present: bool) -> bool {
+        for _ in 0..100 {
+            if capture.interfaces().iter().any(|i| i == name) == present {
+                return true;
+            }
+            pause(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// An interface that appears after capture started is picked up, and dropped when it goes.
+    /// Needs root (CAP_NET_ADMIN to add a veth pair): run by the project's test script as root.
+    #[test]
+    fn interfaces_that_appear_later_are_captured() {
+        let name = format!("sa-t{}", std::process::id() % 100_000);
+        let (sender, _frames) = std::sync::mpsc::sync_channel(16);
+        let capture = Capture::start(vec![name.clone()], sender, Duration::from_millis(200))
+            .expect("capture needs CAP_NET_RAW (run as root)");
+        assert!(capture.interfaces().is_empty());
+        let added = std::process::Command::new("ip")
+            .args([
+                "link",
+                "add",
+                &name,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &format!("{name}p"),
+            ])
+            .status()
+            .expect("ip");
+        assert!(added.success(), "ip link add needs root");
+        let link = Link(name.clone());
+        let up = std::process::Command::new("ip")
+            .args(["link", "set", &name, "up"])
+            .status()
+            .expect("ip");
+        assert!(up.success());
+        assert!(
+            wait_for(&capture, &name, true),
+            "new interface not captured"
+        );
+        drop(link);
+        assert!(
+            wait_for(&capture, &name, false),
+            "removed interface still captured"
+        );
+        capture.stop();
     }
 
     /// The kernel accepts the program (its verifier runs at attach time) for every framing.

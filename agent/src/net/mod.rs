@@ -253,7 +253,11 @@ fn detect_loop(
             while let Ok(newer) = catalog_updates.try_recv() {
                 detector.set_catalog(newer);
             }
-            decoder.expire(now);
+            events.clear();
+            decoder.expire_into(now, &mut events);
+            for event in &events {
+                detector.handle_event(event, &mut attribution);
+            }
             detector.handle_timeout(now);
             let mut shared = stats
                 .lock()
