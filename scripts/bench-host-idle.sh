@@ -34,4 +34,5 @@ rss=$(awk '/VmRSS/ { print $2 }' "/proc/$agent/status")
 awk -v t0="$t0" -v t1="$t1" -v s0="$s0" -v s1="$s1" -v hz="$hz" -v rss="$rss" 'BEGIN {
   cpu = (t1 - t0) / hz; wall = s1 - s0;
   printf "agent CPU %.2f s over %.0f s wall = %.3f %% of one core; RSS %d KiB\n", cpu, wall, 100 * cpu / wall, rss }'
-grep -E "process events|inventory" "$data/agent/agent.log" | tail -3 || true
+# Which sensors were on: the agent's own status (sensor health and blind spots).
+"$bin/shadowai-agent" status --config "$data/agent/agent.toml" | grep -iE "sensor|process|inventory|blind" || true
