@@ -115,6 +115,10 @@ impl HostSensor {
             )
         };
         process.set_incremental(events.is_some());
+        match &events_problem {
+            None => tracing::info!("process events on (proc connector)"),
+            Some(problem) => tracing::warn!("{problem}"),
+        }
         HostSensor {
             options,
             process,
