@@ -84,6 +84,7 @@ struct File {
     process: ProcessFile,
     #[serde(default)]
     inventory: InventoryFile,
+    #[serde(default)]
     network: NetworkFile,
     #[serde(default)]
     transport: TransportFile,
