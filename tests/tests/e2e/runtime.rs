@@ -11,7 +11,7 @@ use shadowai_collector::store::ObservationQuery;
 
 use crate::catalog_update::{daemon_status, observed_pid};
 use crate::channel::{Backend, Collector, start_with};
-use crate::support::{ProcessGuard, binaries, poll_until, spawn_idle_as};
+use crate::support::{ProcessGuard, binaries, lock_machine_wide, poll_until, spawn_idle_as};
 
 fn write_config(path: &Path, collector: &str, state: &Path) {
     std::fs::write(
@@ -58,6 +58,8 @@ async fn stored_per_pid(collector: &Collector, product: &str) -> BTreeMap<u32, u
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spooled_observations_survive_kill_9_and_are_stored_exactly_once() {
+    // Its `ollama` processes would be seen by a quickstart test's agent on this machine.
+    let _only_ollama_on_this_machine = lock_machine_wide("ollama").await;
     let collector = start_with(Backend::Sqlite, IngestConfig::default())
         .await
         .unwrap();
@@ -117,6 +119,7 @@ async fn spooled_observations_survive_kill_9_and_are_stored_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_renews_its_certificate_over_mtls_and_keeps_reporting() {
     // Certificates live 45 s; the collector asks for renewal when less than 15 s are left.
+    let _only_ollama_on_this_machine = lock_machine_wide("ollama").await;
     // Build the binaries first: a certificate must not age while cargo works.
     let _ = binaries();
     let collector = start_with(
