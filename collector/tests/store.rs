@@ -808,6 +808,7 @@ async fn hostile_strings_round_trip_byte_exact(db: TestDb) -> TestDb {
         o.rule = (*text).to_owned();
         o.risk = vec![(*text).to_owned(), "second".to_owned()];
         o.plan = Some((*text).to_owned());
+        o.tenant = Some(format!("tenant {text}"));
         o.details = json!({ "text": text, (*text): [text] });
         o.evidence = text
             .as_bytes()
@@ -843,6 +844,7 @@ async fn hostile_strings_round_trip_byte_exact(db: TestDb) -> TestDb {
         assert_eq!(copy.rule, original.rule);
         assert_eq!(copy.risk, original.risk);
         assert_eq!(copy.plan, original.plan);
+        assert_eq!(copy.tenant, original.tenant);
         assert_eq!(copy.details, original.details);
         assert_eq!(copy.process, original.process);
         assert_eq!(
