@@ -319,6 +319,38 @@ impl Detection {
         }
     }
 
+    /// A detection of a catalog product, for sensors that explain their own match (config files,
+    /// listeners, apps): no plan, tenant, process or addresses, count 1, confidence `high`; the
+    /// caller sets name, rule, reason and risk. The signal follows from `evidence`.
+    pub fn of_product(
+        product: &shadowai_catalog::Product,
+        catalog_version: &str,
+        ts_ms: i64,
+        evidence: Evidence,
+    ) -> Detection {
+        Detection {
+            id: new_id(ts_ms),
+            ts_ms,
+            signal: evidence.signal(),
+            name: product.name.clone(),
+            product: product.id.clone(),
+            vendor: product.vendor.clone(),
+            category: product.category.as_str().to_owned(),
+            risk: Vec::new(),
+            confidence: "high".to_owned(),
+            rule: String::new(),
+            reason: String::new(),
+            plan: None,
+            tenant: None,
+            catalog_version: catalog_version.to_owned(),
+            count: 1,
+            process: None,
+            src: None,
+            dst: None,
+            evidence,
+        }
+    }
+
     /// A network detection (DNS, TLS or QUIC SNI) from a catalog match. `name` is the name as
     /// seen, capped at 253 bytes; `evidence` must be a `Dns`, `TlsSni` or `QuicSni` variant.
     pub fn from_domain_match(

@@ -20,7 +20,7 @@ use serde_json::Value;
 use shadowai_catalog::{Catalog, ConfigFile, Os, PathVars, Product, expand_path, is_project_path};
 
 use super::files::{self, FileProblem};
-use crate::detect::{Detection, Evidence, McpServer, Signal};
+use crate::detect::{Detection, Evidence, McpServer};
 use crate::redact;
 
 /// Most homes scanned.
@@ -310,13 +310,7 @@ impl Context<'_> {
                 .map(value_text)
                 .unwrap_or_default();
             self.inventory.detections.push(Detection {
-                id: uuid::Uuid::now_v7(),
-                ts_ms: self.now_ms,
-                signal: Signal::Config,
                 name: product.name.clone(),
-                product: product.id.clone(),
-                vendor: product.vendor.clone(),
-                category: product.category.as_str().to_owned(),
                 risk: setting.risk.clone(),
                 confidence: "high".into(),
                 rule: setting.id.clone(),
@@ -326,19 +320,17 @@ impl Context<'_> {
                     setting.severity.as_str(),
                     setting.explanation
                 ),
-                plan: None,
-                tenant: None,
-                catalog_version: self.catalog.version().to_owned(),
-                count: 1,
-                process: None,
-                src: None,
-                dst: None,
-                evidence: Evidence::Config {
-                    path: shown_path.clone(),
-                    setting: setting.key.clone(),
-                    value,
-                    mcp: None,
-                },
+                ..Detection::of_product(
+                    product,
+                    self.catalog.version(),
+                    self.now_ms,
+                    Evidence::Config {
+                        path: shown_path.clone(),
+                        setting: setting.key.clone(),
+                        value,
+                        mcp: None,
+                    },
+                )
             });
         }
         for server in config.mcp_servers(&document) {
@@ -455,38 +447,30 @@ impl Context<'_> {
             reason.push_str("; its tools run without confirmation");
         }
         Detection {
-            id: uuid::Uuid::now_v7(),
-            ts_ms: self.now_ms,
-            signal: Signal::Config,
             name: name.clone(),
-            product: product.id.clone(),
-            vendor: product.vendor.clone(),
-            category: product.category.as_str().to_owned(),
             risk,
             confidence: "high".into(),
             rule: format!("{}/mcp-server", config.id),
             reason,
-            plan: None,
-            tenant: None,
-            catalog_version: self.catalog.version().to_owned(),
-            count: 1,
-            process: None,
-            src: None,
-            dst: None,
-            evidence: Evidence::Config {
-                path: shown_path.to_owned(),
-                setting: format!(
-                    "{}.{}",
-                    config.mcp_key.as_deref().unwrap_or("mcpServers"),
-                    name
-                ),
-                value,
-                mcp: Some(McpServer {
-                    name,
-                    target,
-                    transport: transport.to_owned(),
-                }),
-            },
+            ..Detection::of_product(
+                product,
+                self.catalog.version(),
+                self.now_ms,
+                Evidence::Config {
+                    path: shown_path.to_owned(),
+                    setting: format!(
+                        "{}.{}",
+                        config.mcp_key.as_deref().unwrap_or("mcpServers"),
+                        name
+                    ),
+                    value,
+                    mcp: Some(McpServer {
+                        name,
+                        target,
+                        transport: transport.to_owned(),
+                    }),
+                },
+            )
         }
     }
 
@@ -525,29 +509,21 @@ impl Context<'_> {
     ) {
         let shown_path = shown(self.root, path);
         self.inventory.detections.push(Detection {
-            id: uuid::Uuid::now_v7(),
-            ts_ms: self.now_ms,
-            signal: Signal::App,
             name: product.name.clone(),
-            product: product.id.clone(),
-            vendor: product.vendor.clone(),
-            category: product.category.as_str().to_owned(),
             risk: Vec::new(),
             confidence: "high".into(),
             rule: rule.to_owned(),
             reason: format!("{what} {} at {shown_path}", redact::cap(app_id, 128).0),
-            plan: None,
-            tenant: None,
-            catalog_version: self.catalog.version().to_owned(),
-            count: 1,
-            process: None,
-            src: None,
-            dst: None,
-            evidence: Evidence::App {
-                app_id: redact::cap(app_id, 256).0.to_owned(),
-                path: shown_path,
-                version: redact::cap(version, 64).0.to_owned(),
-            },
+            ..Detection::of_product(
+                product,
+                self.catalog.version(),
+                self.now_ms,
+                Evidence::App {
+                    app_id: redact::cap(app_id, 256).0.to_owned(),
+                    path: shown_path,
+                    version: redact::cap(version, 64).0.to_owned(),
+                },
+            )
         });
     }
 

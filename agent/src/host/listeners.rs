@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use shadowai_catalog::Catalog;
 
-use crate::detect::{Detection, Evidence, Signal};
+use crate::detect::{Detection, Evidence};
 
 /// Most bytes of one `/proc/net/tcp*` file read (a line is ~150 bytes: ~100 k sockets).
 const MAX_TABLE: u64 = 16 * 1024 * 1024;
@@ -129,13 +129,7 @@ pub fn detect(
             reason.push_str("; it is bound beyond loopback, so other machines can reach it");
         }
         detections.push(Detection {
-            id: uuid::Uuid::now_v7(),
-            ts_ms: now_ms,
-            signal: Signal::Listener,
             name: format!("{}:{}", address, socket.port),
-            product: product.id.clone(),
-            vendor: product.vendor.clone(),
-            category: product.category.as_str().to_owned(),
             risk: if exposed {
                 vec!["network_exposed".to_owned()]
             } else {
@@ -144,19 +138,17 @@ pub fn detect(
             confidence: confidence.to_owned(),
             rule: format!("{}#{}/port/{}", product.file, product.id, socket.port),
             reason,
-            plan: None,
-            tenant: None,
-            catalog_version: catalog.version().to_owned(),
-            count: 1,
-            process: None,
-            src: None,
-            dst: None,
-            evidence: Evidence::Listener {
-                address,
-                port: socket.port,
-                protocol: "tcp",
-                exposed,
-            },
+            ..Detection::of_product(
+                product,
+                catalog.version(),
+                now_ms,
+                Evidence::Listener {
+                    address,
+                    port: socket.port,
+                    protocol: "tcp",
+                    exposed,
+                },
+            )
         });
     }
     detections
