@@ -228,6 +228,24 @@ fn check_labels(labels: &str) -> Option<bool> {
 /// no leading or trailing `-`), the last two labels literal, not shared infrastructure.
 /// `exact` and `suffix` patterns are literal; a `wildcard` pattern holds exactly one `*`.
 pub(crate) fn check_pattern(pattern: &str, kind: DomainKind) -> Result<(), String> {
+    check_syntax(pattern, kind)?;
+    let labels: Vec<&str> = pattern.split('.').collect();
+    // A bare `*` in front of shared infrastructure would match all of it.
+    let literal_part = match labels.first() {
+        Some(&"*") => labels[1..].join("."),
+        _ => pattern.to_owned(),
+    };
+    if SHARED_INFRASTRUCTURE.contains(&literal_part.as_str()) {
+        return Err(format!(
+            "`{literal_part}` is shared infrastructure or a look-alike; list only its AI-specific hostnames"
+        ));
+    }
+    Ok(())
+}
+
+/// The syntax part of [`check_pattern`]: lengths, labels, characters, where `*` may stand. Also
+/// what a `[visibility]` host name must satisfy (those name shared infrastructure on purpose).
+pub(crate) fn check_syntax(pattern: &str, kind: DomainKind) -> Result<(), String> {
     if pattern.is_empty() || pattern.len() > MAX_NAME {
         return Err(format!("must be 1 to {MAX_NAME} bytes"));
     }
@@ -272,16 +290,6 @@ pub(crate) fn check_pattern(pattern: &str, kind: DomainKind) -> Result<(), Strin
         .any(|label| label.contains('*'))
     {
         return Err("the last two labels must be literal".into());
-    }
-    // A bare `*` in front of shared infrastructure would match all of it.
-    let literal_part = match labels.first() {
-        Some(&"*") => labels[1..].join("."),
-        _ => pattern.to_owned(),
-    };
-    if SHARED_INFRASTRUCTURE.contains(&literal_part.as_str()) {
-        return Err(format!(
-            "`{literal_part}` is shared infrastructure or a look-alike; list only its AI-specific hostnames"
-        ));
     }
     Ok(())
 }

@@ -101,6 +101,7 @@ pub use bundle::{BUNDLE_FORMAT, MAX_BUNDLE_BYTES, MAX_FILES, MAX_VERSION};
 pub use config::{McpServer, PathVars, expand_path, is_project_path, lookup_key};
 pub use domain::{MAX_NAME, SHARED_INFRASTRUCTURE, normalize_domain};
 pub use error::{CatalogError, Problem};
+pub use load::Visibility;
 pub use model::{
     App, Category, Confidence, ConfigFile, ConfigFormat, ConfigKind, ConfigSetting, DomainKind,
     DomainRule, ExePatterns, Extension, KNOWN_RISKS, Os, OsPaths, PATH_PLACEHOLDERS, ProcessRule,
@@ -228,6 +229,22 @@ pub struct Catalog {
     /// that a match only copies it.
     domain_reasons: Vec<Vec<String>>,
     processes: ProcessIndex,
+    visibility: Visibility,
+}
+
+/// Looks `name` up in a lowercase set without allocating for names already in that form (what
+/// the wire carries almost always).
+fn visibility_entry<'a>(
+    set: &'a std::collections::BTreeSet<String>,
+    name: &str,
+) -> Option<&'a str> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        set.get(name.to_ascii_lowercase().as_str())
+            .map(String::as_str)
+    } else {
+        set.get(name).map(String::as_str)
+    }
 }
 
 impl fmt::Debug for Catalog {
@@ -268,7 +285,7 @@ impl Catalog {
     }
 
     fn compile(decoded: bundle::Decoded) -> Result<Catalog, CatalogError> {
-        let (products, regex_lines) =
+        let (products, regex_lines, visibility) =
             load::load_files(&decoded.files).map_err(CatalogError::Invalid)?;
         let processes = ProcessIndex::build(&products).map_err(|error| {
             CatalogError::Invalid(vec![load::regex_problem(&products, &regex_lines, error)])
@@ -320,7 +337,25 @@ impl Catalog {
             domains,
             domain_reasons,
             processes,
+            visibility,
         })
+    }
+
+    /// The entry for `name` (any case, trailing dot allowed) when it is a public
+    /// DNS-over-HTTPS resolver of the catalog's `[visibility]` list.
+    pub fn doh_resolver(&self, name: &str) -> Option<&str> {
+        visibility_entry(&self.visibility.doh_resolvers, name)
+    }
+
+    /// The entry for `name` when it is the public (outer) name of an Encrypted Client Hello
+    /// front in the catalog's `[visibility]` list.
+    pub fn ech_public_name(&self, name: &str) -> Option<&str> {
+        visibility_entry(&self.visibility.ech_public_names, name)
+    }
+
+    /// Both `[visibility]` lists.
+    pub fn visibility(&self) -> &Visibility {
+        &self.visibility
     }
 
     /// The catalog version, e.g. `2026.11.21-1`.

@@ -26,6 +26,20 @@ use crate::process;
 struct RawFile {
     #[serde(default)]
     product: Vec<Spanned<RawProduct>>,
+    #[serde(default)]
+    visibility: Option<Spanned<RawVisibility>>,
+}
+
+/// `[visibility]`: names behind which the network sensor goes blind (see [`Visibility`]).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVisibility {
+    #[serde(default)]
+    doh_resolvers: Vec<Spanned<String>>,
+    #[serde(default)]
+    ech_public_names: Vec<Spanned<String>>,
+    sources: Spanned<Vec<String>>,
+    verified: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -217,9 +231,10 @@ pub(crate) fn regex_problem(
 /// returns where each process rule's regexes were written.
 pub(crate) fn load_files(
     files: &[(String, String)],
-) -> Result<(Vec<Product>, CatalogRegexLines), Vec<Problem>> {
+) -> Result<(Vec<Product>, CatalogRegexLines, Visibility), Vec<Problem>> {
     let mut problems = Vec::new();
     let mut located = Vec::new();
+    let mut visibility = Visibility::default();
     for (file, content) in files {
         let mut checker = Checker {
             file,
@@ -231,17 +246,29 @@ pub(crate) fn load_files(
                 .collect(),
             problems: &mut problems,
         };
-        checker.read(&mut located);
+        checker.read(&mut located, &mut visibility);
     }
     check_across_files(&located, &mut problems);
     if problems.is_empty() {
-        Ok(located
+        let (products, regex_lines) = located
             .into_iter()
             .map(|entry| (entry.product, entry.regex_lines))
-            .unzip())
+            .unzip();
+        Ok((products, regex_lines, visibility))
     } else {
         Err(problems)
     }
+}
+
+/// Names behind which the network sensor goes blind, from the catalog's `[visibility]` tables:
+/// public DNS-over-HTTPS resolvers (DNS names leave the host encrypted) and the public names of
+/// Encrypted Client Hello fronts (the real server name is hidden). Lowercase, no trailing dot.
+#[derive(Debug, Clone, Default)]
+pub struct Visibility {
+    /// Host names of public DoH resolvers.
+    pub doh_resolvers: std::collections::BTreeSet<String>,
+    /// Client-facing (outer SNI) names of ECH providers.
+    pub ech_public_names: std::collections::BTreeSet<String>,
 }
 
 /// Where each product, domain rule and extension was declared, for cross-file checks.
@@ -263,7 +290,7 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn read(&mut self, out: &mut Vec<Located>) {
+    fn read(&mut self, out: &mut Vec<Located>, visibility: &mut Visibility) {
         let raw: RawFile = match toml::from_str(self.content) {
             Ok(raw) => raw,
             Err(error) => {
@@ -276,8 +303,14 @@ impl Checker<'_> {
                 return;
             }
         };
-        if raw.product.is_empty() {
-            self.problem(0..0, "file declares no [[product]]".to_owned());
+        if raw.product.is_empty() && raw.visibility.is_none() {
+            self.problem(
+                0..0,
+                "file declares no [[product]] (nor [visibility])".to_owned(),
+            );
+        }
+        if let Some(raw_visibility) = raw.visibility {
+            self.visibility(raw_visibility, visibility);
         }
         for product in raw.product {
             let span = product.span();
@@ -298,29 +331,8 @@ impl Checker<'_> {
         }
         self.display_string(&raw.vendor, "vendor");
         self.display_string(&raw.name, "name");
-        if raw.sources.get_ref().is_empty() {
-            self.problem(
-                raw.sources.span(),
-                format!("product `{id}` needs at least one source"),
-            );
-        }
-        for source in raw.sources.get_ref() {
-            if !source.starts_with("https://") || source.chars().any(char::is_whitespace) {
-                self.problem(
-                    raw.sources.span(),
-                    format!("source `{source}` must be an https:// URL"),
-                );
-            }
-        }
-        if !is_date(raw.verified.get_ref()) {
-            self.problem(
-                raw.verified.span(),
-                format!(
-                    "verified `{}` must be a date YYYY-MM-DD",
-                    raw.verified.get_ref()
-                ),
-            );
-        }
+        self.sources(&raw.sources, &format!("product `{id}`"));
+        self.verified(&raw.verified);
         if raw.ports.contains(&0) {
             self.problem(span.clone(), "port 0 is not a listening port".to_owned());
         }
@@ -452,6 +464,62 @@ impl Checker<'_> {
             extension_lines,
             regex_lines,
         })
+    }
+
+    fn visibility(&mut self, raw: Spanned<RawVisibility>, out: &mut Visibility) {
+        let span = raw.span();
+        let raw = raw.into_inner();
+        self.sources(&raw.sources, "[visibility]");
+        self.verified(&raw.verified);
+        if raw.doh_resolvers.is_empty() && raw.ech_public_names.is_empty() {
+            self.problem(span, "[visibility] lists no names".to_owned());
+        }
+        for (names, table, what) in [
+            (raw.doh_resolvers, &mut out.doh_resolvers, "doh_resolvers"),
+            (
+                raw.ech_public_names,
+                &mut out.ech_public_names,
+                "ech_public_names",
+            ),
+        ] {
+            for name in names {
+                let span = name.span();
+                let name = name.into_inner();
+                if let Err(reason) = domain::check_syntax(&name, DomainKind::Exact) {
+                    self.problem(span, format!("{what}: `{name}`: {reason}"));
+                } else if name != name.to_ascii_lowercase() {
+                    self.problem(span, format!("{what}: `{name}` must be lowercase"));
+                } else if !table.insert(name.clone()) {
+                    self.problem(span, format!("{what}: `{name}` is listed twice"));
+                }
+            }
+        }
+    }
+
+    fn sources(&mut self, sources: &Spanned<Vec<String>>, owner: &str) {
+        if sources.get_ref().is_empty() {
+            self.problem(sources.span(), format!("{owner} needs at least one source"));
+        }
+        for source in sources.get_ref() {
+            if !source.starts_with("https://") || source.chars().any(char::is_whitespace) {
+                self.problem(
+                    sources.span(),
+                    format!("source `{source}` must be an https:// URL"),
+                );
+            }
+        }
+    }
+
+    fn verified(&mut self, verified: &Spanned<String>) {
+        if !is_date(verified.get_ref()) {
+            self.problem(
+                verified.span(),
+                format!(
+                    "verified `{}` must be a date YYYY-MM-DD",
+                    verified.get_ref()
+                ),
+            );
+        }
     }
 
     fn domain(&mut self, prefix: &str, entry: Spanned<RawDomain>) -> Option<DomainRule> {

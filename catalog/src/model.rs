@@ -153,6 +153,24 @@ pub const KNOWN_RISKS: &[(&str, &str)] = &[
         "computer_use",
         "the agent drives the desktop or a browser on the user's behalf",
     ),
+    // Raised by the agent's own rules rather than by catalog entries; listed here so that the
+    // vocabulary a policy sees is one list.
+    (
+        "agent_shell",
+        "an AI agent started a shell (agent/lineage rule)",
+    ),
+    (
+        "agent_infra_cli",
+        "an AI agent ran an infrastructure or destructive command line (agent/lineage rule)",
+    ),
+    (
+        "agent_mcp_server",
+        "an AI agent started an MCP server process (agent/lineage rule)",
+    ),
+    (
+        "mcp_unknown_server",
+        "an MCP configuration names a server the catalog does not know (agent inventory rule)",
+    ),
 ];
 
 /// Whether `name` is in [`KNOWN_RISKS`].

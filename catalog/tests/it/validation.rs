@@ -532,3 +532,47 @@ fn apps_and_extensions_are_checked() {
         "{error}"
     );
 }
+
+const VISIBILITY: &str = r#"[visibility]
+sources = ["https://acme.example/doh"]
+verified = "2026-11-21"
+"#;
+
+#[test]
+fn visibility_lists_load_and_are_checked() {
+    let toml = format!(
+        "{VISIBILITY}doh_resolvers = [\"doh.acme.example\"]\nech_public_names = [\"front.acme.example\"]\n"
+    );
+    let catalog = Catalog::from_files("1", vec![("data/test.toml".into(), toml)]).unwrap();
+    assert_eq!(
+        catalog.doh_resolver("DOH.acme.example."),
+        Some("doh.acme.example")
+    );
+    assert_eq!(
+        catalog.ech_public_name("front.acme.example"),
+        Some("front.acme.example")
+    );
+    assert_eq!(catalog.doh_resolver("front.acme.example"), None);
+
+    check(
+        &format!("{VISIBILITY}doh_resolvers = [\"Doh.acme.example\"]\n"),
+        "data/test.toml:4: doh_resolvers: `Doh.acme.example`",
+    );
+    check(
+        &format!("{VISIBILITY}doh_resolvers = [\"a.example\", \"a.example\"]\n"),
+        "listed twice",
+    );
+    check(
+        &format!("{VISIBILITY}ech_public_names = [\"bad name\"]\n"),
+        "ech_public_names: `bad name`",
+    );
+    check(VISIBILITY, "[visibility] lists no names");
+    check(
+        &format!(
+            "{}doh_resolvers = [\"a.example\"]\n",
+            VISIBILITY.replace("2026-11-21", "soon")
+        ),
+        "verified `soon` must be a date",
+    );
+    check("", "file declares no [[product]]");
+}
