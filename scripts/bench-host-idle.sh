@@ -9,7 +9,7 @@
 set -euo pipefail
 window=${1:-600}
 repo=$(cd "$(dirname "$0")/.." && pwd)
-bin="$repo/target/release"
+bin="${SHADOWAI_BIN_DIR:-$repo/target/release}"   # e.g. SHADOWAI_BIN_DIR=target/debug
 data=$(mktemp -d /tmp/shadowai-idle.XXXXXX)
 "$bin/shadowai-collector" quickstart --data-dir "$data" \
   --grpc-listen 127.0.0.1:27443 --http-listen 127.0.0.1:28080 \

@@ -6,6 +6,7 @@
 //! collector = "https://collector.example.com:7443"   # where to report (required for `run`)
 //! state_dir = "/var/lib/shadowai"                     # identity and spool (default per OS)
 //! enrollment_token_file = "/etc/shadowai/enrollment-token"  # read at first start when not enrolled
+//! # enrollment_token = "sa1...."                 # or the token itself (not both)
 //!
 //! [process]
 //! enabled = true
@@ -27,6 +28,12 @@
 //! flush_interval_ms = 2000      # 100..=60000
 //! heartbeat_interval_seconds = 60
 //! spool_max_mb = 64            # 1..=4096: the on-disk spool's bound; beyond, the oldest are dropped and counted
+//!
+//! [budget]                    # the agent's own CPU and memory (see crate::budget)
+//! enabled = true                # degrade when over budget (it always measures)
+//! cpu_percent = 2.0             # 0.1..=100, percent of one core averaged over the window
+//! rss_mb = 50                   # 1..=65536, resident memory
+//! window_seconds = 60           # 10..=3600, averaging window and least time between two steps
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -80,6 +87,7 @@ struct File {
     collector: Option<String>,
     state_dir: Option<PathBuf>,
     enrollment_token_file: Option<PathBuf>,
+    enrollment_token: Option<String>,
     #[serde(default)]
     process: ProcessFile,
     #[serde(default)]
@@ -88,6 +96,17 @@ struct File {
     network: NetworkFile,
     #[serde(default)]
     transport: TransportFile,
+    #[serde(default)]
+    budget: BudgetFile,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BudgetFile {
+    enabled: Option<bool>,
+    cpu_percent: Option<f64>,
+    rss_mb: Option<u64>,
+    window_seconds: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -132,6 +151,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     /// Token file an MDM placed, used at first start.
     pub enrollment_token_file: Option<PathBuf>,
+    /// The token itself, when an MDM writes it into the configuration (never with a file).
+    pub enrollment_token: Option<String>,
     /// Process sensor on/off.
     pub process_enabled: bool,
     /// Process scan interval.
@@ -158,6 +179,8 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// Bytes the spool may take on disk; beyond, the oldest observations are dropped and counted.
     pub spool_max_bytes: u64,
+    /// The agent's own resource budget.
+    pub budget: crate::budget::BudgetConfig,
 }
 
 impl Default for Config {
@@ -166,6 +189,7 @@ impl Default for Config {
             collector: None,
             state_dir: default_state_dir(),
             enrollment_token_file: None,
+            enrollment_token: None,
             process_enabled: true,
             process_interval: Duration::from_secs(5),
             process_events: true,
@@ -179,6 +203,7 @@ impl Default for Config {
             flush_interval: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(60),
             spool_max_bytes: crate::spool::DEFAULT_MAX_BYTES,
+            budget: crate::budget::BudgetConfig::default(),
         }
     }
 }
@@ -330,10 +355,42 @@ impl Config {
             Some(v) => in_range("transport.spool_max_mb", v, 1, 4096)? * 1024 * 1024,
             None => defaults.spool_max_bytes,
         };
+        if file.enrollment_token.is_some() && file.enrollment_token_file.is_some() {
+            return Err(invalid(
+                "enrollment_token",
+                "and enrollment_token_file are both set: keep one".to_owned(),
+            ));
+        }
+        if let Some(token) = &file.enrollment_token
+            && (token.trim().is_empty() || token.len() > 4096)
+        {
+            return Err(invalid(
+                "enrollment_token",
+                "must be the token `shadowai-collector token create` printed".to_owned(),
+            ));
+        }
+        let mut budget = defaults.budget.clone();
+        budget.enabled = file.budget.enabled.unwrap_or(budget.enabled);
+        if let Some(cpu) = file.budget.cpu_percent {
+            if !(0.1..=100.0).contains(&cpu) {
+                return Err(invalid(
+                    "budget.cpu_percent",
+                    format!("must be between 0.1 and 100, got {cpu}"),
+                ));
+            }
+            budget.cpu_percent = cpu;
+        }
+        if let Some(v) = file.budget.rss_mb {
+            budget.rss_bytes = in_range("budget.rss_mb", v, 1, 65_536)? * 1024 * 1024;
+        }
+        if let Some(v) = file.budget.window_seconds {
+            budget.window = Duration::from_secs(in_range("budget.window_seconds", v, 10, 3600)?);
+        }
         Ok(Self {
             collector,
             state_dir: file.state_dir.unwrap_or(defaults.state_dir),
             enrollment_token_file: file.enrollment_token_file,
+            enrollment_token: file.enrollment_token,
             process_enabled: file.process.enabled.unwrap_or(true),
             process_interval,
             process_events: file.process.events.unwrap_or(true),
@@ -347,6 +404,7 @@ impl Config {
             flush_interval,
             heartbeat_interval,
             spool_max_bytes,
+            budget,
         })
     }
 }
@@ -361,6 +419,7 @@ impl Config {
             inventory_interval: self.inventory_interval,
             inventory_watch: self.inventory_watch,
             root: PathBuf::from("/"),
+            throttle: None,
         }
     }
 }
@@ -432,6 +491,44 @@ mod tests {
         );
         let error = parse("[network]\npromiscuous = true").unwrap_err();
         assert!(error.contains("unknown field `promiscuous`"), "{error}");
+    }
+
+    #[test]
+    fn enrollment_token_from_a_file_or_the_configuration_not_both() {
+        let config = parse("enrollment_token = \"sa1.a.b.c\"").unwrap();
+        assert_eq!(config.enrollment_token.as_deref(), Some("sa1.a.b.c"));
+        let error =
+            parse("enrollment_token = \"sa1.a.b.c\"\nenrollment_token_file = \"/t\"").unwrap_err();
+        assert!(
+            error.contains("enrollment_token and enrollment_token_file are both set"),
+            "{error}"
+        );
+        assert!(parse("enrollment_token = \" \"").is_err());
+    }
+
+    #[test]
+    fn budget_section() {
+        let defaults = parse("").unwrap().budget;
+        assert!(defaults.enabled);
+        assert_eq!((defaults.cpu_percent, defaults.rss_bytes), (2.0, 50 << 20));
+        assert_eq!(defaults.window, Duration::from_secs(60));
+        let budget = parse(
+            "[budget]\nenabled = false\ncpu_percent = 0.5\nrss_mb = 30\nwindow_seconds = 10\n",
+        )
+        .unwrap()
+        .budget;
+        assert!(!budget.enabled);
+        assert_eq!((budget.cpu_percent, budget.rss_bytes), (0.5, 30 << 20));
+        assert_eq!(budget.window, Duration::from_secs(10));
+        let error = parse("[budget]\ncpu_percent = 0").unwrap_err();
+        assert!(
+            error.contains("budget.cpu_percent must be between 0.1 and 100, got 0"),
+            "{error}"
+        );
+        let error = parse("[budget]\nwindow_seconds = 1").unwrap_err();
+        assert!(error.contains("budget.window_seconds"), "{error}");
+        let error = parse("[budget]\nmemory_mb = 1").unwrap_err();
+        assert!(error.contains("unknown field `memory_mb`"), "{error}");
     }
 
     #[test]

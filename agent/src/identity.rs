@@ -56,6 +56,26 @@ pub enum IdentityError {
     Transport(#[from] transport::TransportError),
     #[error("the collector refused enrollment: {0}")]
     Refused(String),
+    #[error("the collector cannot enroll right now: {0}")]
+    Unavailable(String),
+}
+
+/// A refusal (bad, expired or used-up token) is final; a collector that is busy or restarting is
+/// asked again later.
+fn enrollment_error(status: tonic::Status) -> IdentityError {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable
+        | Code::ResourceExhausted
+        | Code::DeadlineExceeded
+        | Code::Aborted
+        | Code::Internal
+        | Code::Unknown
+        | Code::Cancelled => {
+            IdentityError::Unavailable(format!("{}: {}", status.code(), status.message()))
+        }
+        _ => IdentityError::Refused(status.message().to_owned()),
+    }
 }
 
 /// A loaded identity, ready to open mutual-TLS connections.
@@ -156,7 +176,7 @@ pub async fn enroll(
             host: Some(host_facts()),
         })
         .await
-        .map_err(|status| IdentityError::Refused(status.message().to_owned()))?
+        .map_err(enrollment_error)?
         .into_inner();
 
     replace_file(

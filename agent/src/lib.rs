@@ -4,6 +4,7 @@
 //! (`run`) spools them and the transport (`transport`) delivers them to the collector over mTLS gRPC.
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod commands;
 pub mod config;
 pub mod detect;

@@ -3,7 +3,9 @@
 //! Invariants:
 //! - An observation leaves the spool only when the collector acknowledged its id (`commit`) or when
 //!   it is dropped to respect the bound (or lost to a corrupt file), and then it is counted per
-//!   reason and kind; the counts reach the collector in the next heartbeat.
+//!   reason and kind; the counts reach the collector in the next heartbeat. The counts are kept
+//!   on disk (`dropped.json`) until a heartbeat carrying them is acknowledged, so a restart in
+//!   between does not lose them.
 //! - Every enqueued observation is written to the spool file before `enqueue` returns (one
 //!   `write` per call, no user-space buffer): a killed agent (`kill -9`) loses nothing it had
 //!   enqueued. What was leased and not acknowledged is resent after a restart; the collector stores
@@ -29,6 +31,9 @@
 //!         type 2 (resolved):    n × (u32 LE segment number low bits, u32 LE offset) of observation
 //!                               records that were acknowledged or dropped
 //! ```
+//!
+//! Next to the segments, `dropped.json` holds the dropped counts not yet acknowledged: a JSON
+//! array of `{"reason", "kind", "count"}`, replaced atomically (write + rename) when they change.
 //!
 //! Recovery reads every segment in order, indexes observation records, and removes those named by
 //! a resolved record. Segments are deleted only from the oldest end and only when nothing in them
@@ -65,6 +70,19 @@ const RECORD_RESOLVED: u8 = 2;
 const MAX_RECORD: u32 = 1 << 20;
 const MIN_SEGMENT: u64 = 64 * 1024;
 const SYNC_INTERVAL_MS: u128 = 1000;
+
+/// The dropped counts not yet acknowledged, next to the segments.
+const DROPPED_FILE: &str = "dropped.json";
+/// Most (reason, kind) pairs counted; the catalogue of reasons is small and fixed.
+const MAX_DROPPED_KEYS: usize = 64;
+
+/// One line of `dropped.json`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct DroppedFileEntry {
+    reason: String,
+    kind: String,
+    count: u64,
+}
 
 /// Default bound of the spool on disk.
 pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
@@ -175,6 +193,8 @@ pub struct Spool {
     segment_bytes: u64,
     total_bytes: u64,
     dropped: BTreeMap<(String, String), u64>,
+    /// The dropped counts changed since they were last written.
+    dropped_dirty: bool,
     dirty_since: Option<Instant>,
     last_error: Option<String>,
 }
@@ -205,6 +225,7 @@ impl Spool {
             segment_bytes: (max_bytes / 16).max(MIN_SEGMENT),
             total_bytes: 0,
             dropped: BTreeMap::new(),
+            dropped_dirty: false,
             dirty_since: None,
             last_error: None,
         }
@@ -233,6 +254,7 @@ impl Spool {
             }
         }
         numbers.sort_unstable();
+        spool.load_dropped(dir, &mut recovery);
         let mut resolved: Vec<Position> = Vec::new();
         for number in numbers {
             spool.recover_segment(dir, number, &mut resolved, &mut recovery)?;
@@ -260,6 +282,7 @@ impl Spool {
         spool.delete_resolved_segments();
         spool.start_segment_if_needed(true)?;
         spool.enforce_bound();
+        spool.persist_dropped();
         Ok((spool, recovery))
     }
 
@@ -493,7 +516,7 @@ impl Spool {
                 }
                 Err(error) => {
                     self.note_error(format!("cannot write the spool: {error}"));
-                    self.count_drop(DROP_SPOOL_IO, kind.as_str());
+                    self.add_drop(DROP_SPOOL_IO, kind.as_str(), 1);
                 }
             }
         }
@@ -520,11 +543,12 @@ impl Spool {
                 }
                 Err(error) => {
                     self.note_error(format!("cannot read back a spooled observation: {error}"));
-                    self.count_drop(DROP_SPOOL_CORRUPT, entry.kind.as_str());
+                    self.add_drop(DROP_SPOOL_CORRUPT, entry.kind.as_str(), 1);
                     self.resolve(&[entry]);
                 }
             }
         }
+        self.persist_dropped();
         out
     }
 
@@ -596,8 +620,9 @@ impl Spool {
         let leased = std::mem::take(&mut self.leased);
         let entries: Vec<Entry> = leased.into_iter().map(|(entry, _)| entry).collect();
         for entry in &entries {
-            self.count_drop(reason, entry.kind.as_str());
+            self.add_drop(reason, entry.kind.as_str(), 1);
         }
+        self.persist_dropped();
         self.resolve(&entries);
         self.maybe_sync(true);
     }
@@ -695,13 +720,11 @@ impl Spool {
             if leased_there {
                 break;
             }
-            let mut kept = VecDeque::with_capacity(self.waiting.len());
-            for entry in self.waiting.drain(..) {
+            let waiting = std::mem::take(&mut self.waiting);
+            let mut kept = VecDeque::with_capacity(waiting.len());
+            for entry in waiting {
                 if entry.at.segment == oldest {
-                    *self
-                        .dropped
-                        .entry((DROP_SPOOL_FULL.to_owned(), entry.kind.as_str().to_owned()))
-                        .or_default() += 1;
+                    self.add_drop(DROP_SPOOL_FULL, entry.kind.as_str(), 1);
                     self.memory.remove(&entry.at);
                 } else {
                     kept.push_back(entry);
@@ -713,6 +736,7 @@ impl Spool {
             }
             self.delete_resolved_segments();
         }
+        self.persist_dropped();
     }
 
     /// Syncs the active segment when asked (`force`) or when unsynced data is older than a second.
@@ -737,6 +761,7 @@ impl Spool {
     /// Syncs everything written so far (shutdown).
     pub fn flush(&mut self) {
         self.maybe_sync(true);
+        self.persist_dropped();
     }
 
     /// Observations waiting or in flight.
@@ -767,31 +792,118 @@ impl Spool {
         })
     }
 
-    /// The dropped counts since the last call, to report in a heartbeat.
-    pub fn take_dropped(&mut self) -> Vec<v1::DroppedCount> {
-        std::mem::take(&mut self.dropped)
-            .into_iter()
+    /// The dropped counts not yet acknowledged by the collector, to report in a heartbeat.
+    pub fn dropped(&self) -> Vec<v1::DroppedCount> {
+        self.dropped
+            .iter()
             .map(|((reason, kind), count)| v1::DroppedCount {
-                reason,
-                kind,
-                count,
+                reason: reason.clone(),
+                kind: kind.clone(),
+                count: *count,
             })
             .collect()
     }
 
-    /// Puts dropped counts back when the heartbeat carrying them failed.
-    pub fn restore_dropped(&mut self, counts: Vec<v1::DroppedCount>) {
-        for count in counts {
-            *self.dropped.entry((count.reason, count.kind)).or_default() += count.count;
+    /// Forgets counts the collector acknowledged (a heartbeat carrying them succeeded); counted
+    /// meanwhile stay for the next heartbeat.
+    pub fn forget_dropped(&mut self, sent: &[v1::DroppedCount]) {
+        for count in sent {
+            let key = (count.reason.clone(), count.kind.clone());
+            if let Some(left) = self.dropped.get_mut(&key) {
+                *left = left.saturating_sub(count.count);
+                if *left == 0 {
+                    self.dropped.remove(&key);
+                }
+            }
         }
+        self.dropped_dirty |= !sent.is_empty();
+        self.persist_dropped();
     }
 
     /// Counts an observation that a sensor or the transport had to drop.
     pub fn count_drop(&mut self, reason: &str, kind: &str) {
-        *self
+        self.add_drop(reason, kind, 1);
+        self.persist_dropped();
+    }
+
+    fn add_drop(&mut self, reason: &str, kind: &str, count: u64) {
+        if self.dropped.len() >= MAX_DROPPED_KEYS
+            && !self
+                .dropped
+                .contains_key(&(reason.to_owned(), kind.to_owned()))
+        {
+            // A bounded map: an unforeseen reason joins the catch-all instead of growing it.
+            *self
+                .dropped
+                .entry(("other".to_owned(), "unknown".to_owned()))
+                .or_default() += count;
+        } else {
+            *self
+                .dropped
+                .entry((reason.to_owned(), kind.to_owned()))
+                .or_default() += count;
+        }
+        self.dropped_dirty = true;
+    }
+
+    /// Writes the dropped counts next to the segments (`dropped.json`, replaced atomically) so
+    /// that they reach the collector even when the agent restarts before the next heartbeat.
+    fn persist_dropped(&mut self) {
+        if !self.dropped_dirty {
+            return;
+        }
+        let Storage::Disk { dir, .. } = &self.storage else {
+            self.dropped_dirty = false;
+            return;
+        };
+        let counts: Vec<DroppedFileEntry> = self
             .dropped
-            .entry((reason.to_owned(), kind.to_owned()))
-            .or_default() += 1;
+            .iter()
+            .map(|((reason, kind), count)| DroppedFileEntry {
+                reason: reason.clone(),
+                kind: kind.clone(),
+                count: *count,
+            })
+            .collect();
+        let path = dir.join(DROPPED_FILE);
+        let temporary = dir.join(format!("{DROPPED_FILE}.tmp"));
+        let written = serde_json::to_vec(&counts)
+            .map_err(io::Error::other)
+            .and_then(|json| fs::write(&temporary, json))
+            .and_then(|()| fs::rename(&temporary, &path));
+        match written {
+            Ok(()) => self.dropped_dirty = false,
+            Err(error) => self.note_error(format!("cannot record dropped counts: {error}")),
+        }
+    }
+
+    /// Reads the counts a previous run left (a damaged file is reported and ignored).
+    fn load_dropped(&mut self, dir: &Path, recovery: &mut Recovery) {
+        let path = dir.join(DROPPED_FILE);
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => return,
+            Err(error) => {
+                recovery
+                    .problems
+                    .push(format!("{DROPPED_FILE}: cannot read: {error}"));
+                return;
+            }
+        };
+        let counts = (bytes.len() <= 64 * 1024)
+            .then(|| serde_json::from_slice::<Vec<DroppedFileEntry>>(&bytes).ok())
+            .flatten();
+        let Some(counts) = counts else {
+            recovery.problems.push(format!(
+                "{DROPPED_FILE}: damaged; the dropped counts of the previous run are lost"
+            ));
+            return;
+        };
+        for entry in counts {
+            if entry.reason.len() <= 64 && entry.kind.len() <= 32 && entry.count > 0 {
+                self.add_drop(&entry.reason, &entry.kind, entry.count);
+            }
+        }
     }
 
     fn note_error(&mut self, message: String) {

@@ -13,6 +13,8 @@ use crate::identity::Identity;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentState {
+    /// Started; no exchange with the collector yet.
+    Starting,
     /// Last exchange with the collector succeeded.
     Connected,
     /// The collector could not be reached or refused for a while; retrying with backoff.
@@ -61,6 +63,35 @@ pub struct Status {
     pub sensors: Vec<SensorStatus>,
     /// Blind spots, as kind: detail.
     pub blind_spots: Vec<String>,
+    /// Last report the collector acknowledged (committed), Unix ms, in this run.
+    #[serde(default)]
+    pub last_ack_ms: Option<i64>,
+    /// Bytes the spool occupies on disk.
+    #[serde(default)]
+    pub spool_bytes: u64,
+    /// Observations dropped and not yet reported to the collector, per reason and kind.
+    #[serde(default)]
+    pub dropped: Vec<DroppedStatus>,
+    /// Damage the spool's recovery found at start (truncated tails, unreadable files).
+    #[serde(default)]
+    pub spool_problems: Vec<String>,
+    /// The resource budget: level, measured CPU and memory, what is held back.
+    #[serde(default)]
+    pub budget: Option<crate::budget::BudgetReport>,
+    /// Whether the agent holds back to stay inside its resource budget.
+    #[serde(default)]
+    pub degraded: bool,
+}
+
+/// Dropped observations of one reason and kind.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DroppedStatus {
+    /// Why: `spool_full`, `spool_corrupt`, `spool_io_error`, `rejected_by_collector`.
+    pub reason: String,
+    /// Observation kind: `process`, `dns`, ...
+    pub kind: String,
+    /// How many.
+    pub count: u64,
 }
 
 /// Writes the status file.
@@ -70,6 +101,8 @@ pub struct StatusFile {
     agent_id: String,
     collector: String,
     last_contact_ms: std::sync::Mutex<Option<i64>>,
+    /// The state and error last written, for [`StatusFile::refresh`].
+    last_state: std::sync::Mutex<(AgentState, Option<String>)>,
 }
 
 impl StatusFile {
@@ -80,26 +113,49 @@ impl StatusFile {
             agent_id: identity.file.agent_id.clone(),
             collector: identity.collector.to_string(),
             last_contact_ms: std::sync::Mutex::new(None),
+            last_state: std::sync::Mutex::new((AgentState::Starting, None)),
         }
+    }
+
+    /// Rewrites the status with fresh figures and the last state (the budget task does this every
+    /// few seconds, so `status` is current even while the collector is unreachable).
+    pub fn refresh(&self, snapshot: &Snapshot) {
+        let (state, error) = self
+            .last_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        self.write_file(snapshot, state, error.as_deref());
     }
 
     /// Writes the current status (best effort: a full disk must not stop the agent).
     pub fn write(&self, snapshot: &Snapshot, state: AgentState, error: Option<&str>) {
+        *self
+            .last_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (state, error.map(str::to_owned));
+        if state == AgentState::Connected {
+            *self
+                .last_contact_ms
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now_ms());
+        }
+        self.write_file(snapshot, state, error);
+    }
+
+    fn write_file(&self, snapshot: &Snapshot, state: AgentState, error: Option<&str>) {
         let now = now_ms();
-        let mut last_contact = self
+        let last_contact = *self
             .last_contact_ms
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if state == AgentState::Connected {
-            *last_contact = Some(now);
-        }
         let status = Status {
             updated_at_ms: now,
             pid: std::process::id(),
             agent_id: self.agent_id.clone(),
             collector: self.collector.clone(),
             state,
-            last_contact_ms: *last_contact,
+            last_contact_ms: last_contact,
             last_error: error.map(str::to_owned),
             spool_depth: snapshot.spool_depth,
             spool_oldest_age_ms: snapshot.spool_oldest_age_ms,
@@ -125,6 +181,20 @@ impl StatusFile {
                 .iter()
                 .map(|b| format!("{}: {}", b.kind, b.detail))
                 .collect(),
+            last_ack_ms: snapshot.last_ack_ms,
+            spool_bytes: snapshot.spool_bytes,
+            dropped: snapshot
+                .dropped
+                .iter()
+                .map(|d| DroppedStatus {
+                    reason: d.reason.clone(),
+                    kind: d.kind.clone(),
+                    count: d.count,
+                })
+                .collect(),
+            spool_problems: snapshot.spool_problems.clone(),
+            degraded: snapshot.budget.as_ref().is_some_and(|b| b.degraded),
+            budget: snapshot.budget.clone(),
         };
         let Ok(json) = serde_json::to_vec_pretty(&status) else {
             return;

@@ -17,7 +17,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 AGENT=${1:-$HERE/../../target/release/shadowai-agent}
 SECONDS_PER_RUN=${2:-60}
 PPS=${3:-20000}
-SEGMENT=1000
+SEGMENT=1460 # TCP_MAXSEG for a 1,500-byte MTU: 1,448-byte payloads with timestamps, as real uploads send
 BULK_IP=10.231.0.3 # a second server address: :443 on 10.231.0.1 is the lab's TLS server
 TICKS=$(getconf CLK_TCK)
 

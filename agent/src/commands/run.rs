@@ -4,8 +4,14 @@
 //! spool and wakes the transport; the transport runs on a single-threaded tokio runtime and owns the
 //! connection to the collector: heartbeat on connect and every interval, reports whenever the spool
 //! has something, retries with exponential backoff and full jitter (capped) after any failure.
+//! A budget task on the same runtime samples the agent's own CPU and memory every few seconds and
+//! sets the shared [`Throttle`] the sensors and the transport read (see [`crate::budget`]).
+//!
+//! Shutdown (SIGTERM, Ctrl-C): the batch in flight goes back to the spool, the sensors stop, one
+//! last delivery is tried, and the spool is synced, all within [`SHUTDOWN_GRACE`].
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -18,6 +24,7 @@ use tonic::Code;
 use tracing::{debug, info, warn};
 
 use super::CommandError;
+use crate::budget::{self, BudgetReport, Level, Throttle};
 use crate::config::{Config, default_config_path};
 use crate::host::{HostOptions, HostSensor};
 use crate::identity::{self, Identity};
@@ -43,8 +50,10 @@ pub struct RunArgs {
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// First retry delay.
 const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Time given to in-flight work after SIGTERM.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Time from SIGTERM to exit: in-flight work is back in the spool and synced within it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Part of the grace kept for stopping threads and syncing the spool after the last delivery.
+const SHUTDOWN_RESERVE: Duration = Duration::from_millis(1500);
 
 /// Loads the configuration named on the command line, or the OS default (or built-in defaults when
 /// no file exists there). Problems are usage errors (exit 2).
@@ -121,6 +130,14 @@ struct Shared {
     /// A catalog the collector offered that failed validation (version, sha256): not fetched again.
     refused_catalog: Mutex<Option<(String, String)>>,
     started: Instant,
+    /// What the resource budget asks of sensors and transport.
+    throttle: Arc<Throttle>,
+    /// The budget's last report (none before the first sample).
+    budget: Mutex<Option<BudgetReport>>,
+    /// What opening the spool found damaged (truncated tails, unreadable files).
+    spool_problems: Vec<String>,
+    /// When the collector last acknowledged a report, Unix ms (0: never in this run).
+    last_ack_ms: AtomicI64,
 }
 
 impl Shared {
@@ -141,14 +158,15 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     let mut identity =
         match Identity::load(&config.state_dir).context("cannot load the agent identity")? {
             Some(identity) => identity,
-            None => enroll_from_token_file(&config, &collector).await?,
+            None => enroll_at_first_start(&config, &collector).await?,
         };
     // The configured address wins over the one used at enrollment: a collector may move (new
     // port, new name) while the CA and the agent's identity stay the same.
     identity.collector = collector;
     info!(agent_id = %identity.file.agent_id, "agent starting");
     let catalog = Arc::new(Catalog::embedded().context("the built-in catalog is invalid")?);
-    let spool = open_spool(&config);
+    let (spool, spool_problems, spool_health) = open_spool(&config);
+    let throttle = Arc::new(Throttle::default());
     let shared = Arc::new(Shared {
         spool: Mutex::new(spool),
         wake: Notify::new(),
@@ -157,8 +175,16 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
         catalog_version: Mutex::new(catalog.version().to_owned()),
         refused_catalog: Mutex::new(None),
         started: Instant::now(),
+        throttle: throttle.clone(),
+        budget: Mutex::new(None),
+        spool_problems,
+        last_ack_ms: AtomicI64::new(0),
     });
+    if let Some(health) = spool_health {
+        set_sensor_health(&shared, health);
+    }
     let status = StatusFile::new(&config.state_dir, &identity);
+    status.write(&shared_snapshot(&shared), AgentState::Starting, None);
 
     let (stop_sender, stop_receiver) = mpsc::channel::<()>();
     let (catalog_sender, catalog_receiver) = mpsc::channel::<Arc<Catalog>>();
@@ -169,7 +195,8 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
         start_network(&config, &catalog, json, &shared, &mut fanout);
     let sensor_thread = if config.process_enabled {
         let shared = shared.clone();
-        let options = config.host_options();
+        let mut options = config.host_options();
+        options.throttle = Some(throttle.clone());
         Some(
             std::thread::Builder::new()
                 .name("process-sensor".into())
@@ -198,33 +225,153 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     };
 
     let transport = transport_loop(&config, &identity, &shared, &status, &fanout);
+    let budget = budget_loop(&config.budget, &shared, &status);
     tokio::select! {
         () = transport => {}
+        () = budget => {}
         () = shutdown_signal() => info!("shutting down"),
     }
+    let stopping = Instant::now();
+    let deadline = stopping + SHUTDOWN_GRACE;
+    // The batch that was on its way goes back to the spool: it is either delivered below or
+    // resent by the next run.
+    shared.lock_spool().release();
     let _ = stop_sender.send(());
     if let Some(network_stop) = network_stop {
         let _ = network_stop.send(());
     }
     if let Some(thread) = network_thread {
         // Stopping closes the windows: pending counts reach the spool before the last flush.
-        let _ = thread.join();
+        join_until(
+            thread,
+            deadline.checked_sub(SHUTDOWN_RESERVE).unwrap_or(deadline),
+        )
+        .await;
     }
-    // Give in-flight detections one last chance to be delivered.
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, flush_once(&config, &identity, &shared)).await;
+    // Give in-flight detections one last chance to be delivered, inside the grace.
+    let flush_budget = deadline
+        .checked_sub(SHUTDOWN_RESERVE)
+        .map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
+    let _ = tokio::time::timeout(flush_budget, flush_once(&config, &identity, &shared)).await;
+    shared.lock_spool().release();
     if let Some(thread) = sensor_thread {
-        let _ = thread.join();
+        // A scan in progress may outlast the grace: its detections are written one record at a
+        // time under the spool lock, so leaving it behind loses nothing already written.
+        join_until(
+            thread,
+            deadline
+                .checked_sub(Duration::from_millis(500))
+                .unwrap_or(deadline),
+        )
+        .await;
     }
-    shared.lock_spool().flush();
+    let mut spool = shared.lock_spool();
+    spool.flush();
+    let depth = spool.depth();
+    drop(spool);
     status.write(&shared_snapshot(&shared), AgentState::Stopped, None);
+    info!(
+        spooled = depth,
+        elapsed_ms = stopping.elapsed().as_millis() as u64,
+        "stopped"
+    );
     Ok(())
+}
+
+/// Waits for a thread to finish, but not beyond `deadline`.
+async fn join_until(thread: std::thread::JoinHandle<()>, deadline: Instant) {
+    while !thread.is_finished() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if thread.is_finished() {
+        let _ = thread.join();
+    } else {
+        warn!("a sensor thread did not stop within the shutdown grace; leaving it");
+    }
+}
+
+/// Samples the agent's CPU and memory every few seconds, feeds the budget controller and
+/// publishes its level to the sensors and the transport; also keeps `status.json` fresh.
+async fn budget_loop(config: &budget::BudgetConfig, shared: &Shared, status: &StatusFile) {
+    let mut controller = budget::Controller::new(config.clone());
+    let mut ticker = tokio::time::interval(config.sample_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(usage) = budget::measure() else {
+            set_sensor_health(
+                shared,
+                v1::SensorHealth {
+                    sensor: "budget".into(),
+                    state: v1::SensorState::Blind as i32,
+                    detail: "cannot measure the agent's own CPU and memory on this platform; \
+                             nothing is held back"
+                        .into(),
+                },
+            );
+            std::future::pending::<()>().await;
+            return;
+        };
+        // Monotonic time: a wall-clock step must not look like a burst of CPU.
+        let now = i64::try_from(shared.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+        if let Some(level) = controller.handle_sample(now, usage) {
+            shared.throttle.set(level);
+            let summary = controller.report().summary();
+            if level == Level::Normal {
+                info!(%summary, "resource budget: back to normal");
+            } else {
+                warn!(%summary, "resource budget exceeded: holding back");
+            }
+        }
+        let report = controller.report();
+        let summary = report.summary();
+        set_sensor_health(
+            shared,
+            v1::SensorHealth {
+                sensor: "budget".into(),
+                state: if report.degraded {
+                    v1::SensorState::Degraded
+                } else {
+                    v1::SensorState::Ok
+                } as i32,
+                detail: crate::redact::cap(&summary, 1024).0.to_owned(),
+            },
+        );
+        set_blind_spots(
+            shared,
+            &["budget_degraded"],
+            if report.degraded {
+                vec![v1::BlindSpot {
+                    kind: "budget_degraded".into(),
+                    detail: crate::redact::cap(&summary, 1024).0.to_owned(),
+                    since_ms: now_ms(),
+                }]
+            } else {
+                Vec::new()
+            },
+        );
+        *shared
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(report);
+        status.refresh(&shared_snapshot(shared));
+    }
 }
 
 /// Opens the durable spool under the state directory. A spool that cannot be opened (read-only
 /// disk, permissions) leaves the agent running on a memory spool of the same bound: evidence then
-/// survives collector outages but not a restart, and the agent says so loudly.
-fn open_spool(config: &Config) -> Spool {
+/// survives collector outages but not a restart, and the agent says so loudly (log, `status`, and
+/// the `spool` sensor in heartbeats). Returns the spool, the problems recovery found, and the
+/// `spool` sensor's health when there is something to say.
+fn open_spool(config: &Config) -> (Spool, Vec<String>, Option<v1::SensorHealth>) {
     let dir = config.state_dir.join("spool");
+    let degraded = |detail: String| v1::SensorHealth {
+        sensor: "spool".into(),
+        state: v1::SensorState::Degraded as i32,
+        detail: crate::redact::cap(&detail, 1024).0.to_owned(),
+    };
     match Spool::open(&dir, config.spool_max_bytes) {
         Ok((spool, recovery)) => {
             if recovery.recovered > 0 {
@@ -236,43 +383,64 @@ fn open_spool(config: &Config) -> Spool {
             for problem in &recovery.problems {
                 warn!("spool: {problem}");
             }
-            spool
+            let health = (!recovery.problems.is_empty()).then(|| {
+                degraded(format!(
+                    "damage found and cut at start (counted as dropped `spool_corrupt`): {}",
+                    recovery.problems.join("; ")
+                ))
+            });
+            (spool, recovery.problems, health)
         }
         Err(error) => {
-            warn!(
+            let problem = format!(
                 "cannot open the spool in {}: {error}; keeping observations in memory only",
                 dir.display()
             );
-            Spool::in_memory(config.spool_max_bytes)
+            warn!("{problem}");
+            (
+                Spool::in_memory(config.spool_max_bytes),
+                vec![problem.clone()],
+                Some(degraded(problem)),
+            )
         }
     }
 }
 
-async fn enroll_from_token_file(
+/// Enrolls at the first start of an MDM-installed agent, from the token file or the token in the
+/// configuration. A refused token stops the agent (retrying would only hammer the collector); a
+/// collector that cannot be reached or is busy is retried with backoff.
+async fn enroll_at_first_start(
     config: &Config,
     collector: &crate::config::CollectorUrl,
 ) -> Result<Identity, CommandError> {
-    let Some(token_file) = &config.enrollment_token_file else {
-        return Err(CommandError::Usage(format!(
-            "not enrolled: run `shadowai-agent enroll --collector URL --token TOKEN` or set \
-             `enrollment_token_file` in the configuration (state directory {})",
-            config.state_dir.display()
-        )));
+    let token = match (&config.enrollment_token, &config.enrollment_token_file) {
+        (Some(token), _) => token.clone(),
+        (None, Some(token_file)) => std::fs::read_to_string(token_file).map_err(|e| {
+            CommandError::Usage(format!(
+                "cannot read enrollment token file {}: {e}",
+                token_file.display()
+            ))
+        })?,
+        (None, None) => {
+            return Err(CommandError::Usage(format!(
+                "not enrolled: run `shadowai-agent enroll --collector URL --token TOKEN` or set \
+                 `enrollment_token_file` (or `enrollment_token`) in the configuration (state \
+                 directory {})",
+                config.state_dir.display()
+            )));
+        }
     };
-    let token = std::fs::read_to_string(token_file).map_err(|e| {
-        CommandError::Usage(format!(
-            "cannot read enrollment token file {}: {e}",
-            token_file.display()
-        ))
-    })?;
+    info!(collector = %collector, "not enrolled yet: enrolling with the configured token");
     let mut backoff = Backoff::new();
     loop {
         match identity::enroll(collector, &token, &config.state_dir, now_ms()).await {
-            Ok(identity) => return Ok(identity),
+            Ok(identity) => {
+                info!(agent_id = %identity.file.agent_id, "enrolled");
+                return Ok(identity);
+            }
             Err(
                 error @ (identity::IdentityError::BadToken | identity::IdentityError::Refused(_)),
             ) => {
-                // Retrying a refused token would only hammer the collector.
                 return Err(CommandError::Runtime(anyhow::anyhow!(
                     "enrollment failed: {error}"
                 )));
@@ -350,6 +518,9 @@ fn set_blind_spots(shared: &Shared, kinds: &[&str], spots: Vec<v1::BlindSpot>) {
     blind_spots.extend(spots);
 }
 
+/// Most blind spots in one heartbeat (the collector's limit).
+const MAX_HEARTBEAT_BLIND_SPOTS: usize = 32;
+
 /// Most network blind spots (DoH, DoT, ECH) kept for the heartbeat; the first ones stay.
 const MAX_NETWORK_BLIND_SPOTS: usize = 32;
 
@@ -380,6 +551,7 @@ fn start_network(
     }
     let net_config = NetConfig {
         interfaces: config.network_interfaces.clone(),
+        throttle: Some(shared.throttle.clone()),
         detector: crate::net::DetectorConfig {
             window_ms: i64::try_from(config.network_window.as_millis()).unwrap_or(600_000),
             ..crate::net::DetectorConfig::default()
@@ -618,7 +790,11 @@ async fn deliver(
     shared: &Shared,
 ) -> Result<(), tonic::Status> {
     loop {
-        let batch = shared.lock_spool().lease(config.batch_max_observations);
+        let batch_size = shared
+            .throttle
+            .level()
+            .batch_size(config.batch_max_observations);
+        let batch = shared.lock_spool().lease(batch_size);
         if batch.is_empty() {
             return Ok(());
         }
@@ -637,6 +813,7 @@ async fn deliver(
                     "report acknowledged"
                 );
                 shared.lock_spool().commit(&committed);
+                shared.last_ack_ms.store(now_ms(), Ordering::Relaxed);
                 if committed.is_empty() {
                     // Nothing acknowledged: do not spin on the same batch.
                     return Err(tonic::Status::unavailable("collector acknowledged nothing"));
@@ -663,7 +840,12 @@ async fn heartbeat(
     catalogs: &CatalogFanout,
 ) -> Result<HeartbeatReply, tonic::Status> {
     let snapshot = shared_snapshot(shared);
-    let dropped = shared.lock_spool().take_dropped();
+    let dropped = snapshot.dropped.clone();
+    // The collector refuses a heartbeat with more than 32 blind spots: the agent's own (process,
+    // capture, budget) first, then as many network ones as fit.
+    let mut blind_spots = snapshot.blind_spots.clone();
+    blind_spots.sort_by_key(|b| matches!(b.kind.as_str(), "doh" | "dot" | "ech"));
+    blind_spots.truncate(MAX_HEARTBEAT_BLIND_SPOTS);
     let request = v1::HeartbeatRequest {
         host: Some(identity::host_facts()),
         catalog_version: snapshot.catalog_version.clone(),
@@ -671,17 +853,14 @@ async fn heartbeat(
         spool_depth: snapshot.spool_depth,
         spool_oldest_age_ms: snapshot.spool_oldest_age_ms,
         dropped: dropped.clone(),
-        blind_spots: snapshot.blind_spots.clone(),
+        blind_spots,
         uptime_seconds: shared.started.elapsed().as_secs(),
-        degraded: false,
+        degraded: shared.throttle.level() != Level::Normal,
     };
-    let response = match client.heartbeat(request).await {
-        Ok(response) => response.into_inner(),
-        Err(status) => {
-            shared.lock_spool().restore_dropped(dropped);
-            return Err(status);
-        }
-    };
+    let response = client.heartbeat(request).await?.into_inner();
+    // The collector has the counts now; counted meanwhile stay for the next heartbeat (and on
+    // disk until then).
+    shared.lock_spool().forget_dropped(&dropped);
     let offered = (
         response.catalog_version.clone(),
         response.catalog_sha256.clone(),
@@ -784,6 +963,16 @@ pub struct Snapshot {
     pub spool_depth: u64,
     /// Age of the oldest spooled observation.
     pub spool_oldest_age_ms: u64,
+    /// Bytes the spool occupies.
+    pub spool_bytes: u64,
+    /// Dropped counts not yet acknowledged by the collector.
+    pub dropped: Vec<v1::DroppedCount>,
+    /// What opening the spool found damaged.
+    pub spool_problems: Vec<String>,
+    /// The resource budget (none before its first sample).
+    pub budget: Option<BudgetReport>,
+    /// Last acknowledged report, Unix ms.
+    pub last_ack_ms: Option<i64>,
 }
 
 fn shared_snapshot(shared: &Shared) -> Snapshot {
@@ -806,6 +995,15 @@ fn shared_snapshot(shared: &Shared) -> Snapshot {
             .clone(),
         spool_depth: spool.depth() as u64,
         spool_oldest_age_ms: spool.oldest_age_ms(now_ms()),
+        spool_bytes: spool.bytes(),
+        dropped: spool.dropped(),
+        spool_problems: shared.spool_problems.clone(),
+        budget: shared
+            .budget
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone(),
+        last_ack_ms: Some(shared.last_ack_ms.load(Ordering::Relaxed)).filter(|at| *at > 0),
     }
 }
 

@@ -66,10 +66,33 @@ pub fn run(args: StatusArgs) -> Result<(), CommandError> {
                     println!("last error: {error}");
                 }
                 println!(
-                    "spool: {} waiting, oldest {} s",
-                    status.spool_depth,
-                    status.spool_oldest_age_ms / 1000
+                    "last acknowledged report: {}",
+                    status
+                        .last_ack_ms
+                        .map_or_else(|| "none in this run".to_owned(), age)
                 );
+                println!(
+                    "spool: {} waiting, oldest {} s, {} KiB on disk",
+                    status.spool_depth,
+                    status.spool_oldest_age_ms / 1000,
+                    status.spool_bytes / 1024
+                );
+                for problem in &status.spool_problems {
+                    println!("spool problem at start: {problem}");
+                }
+                if status.dropped.is_empty() {
+                    println!("dropped: none waiting to be reported");
+                }
+                for dropped in &status.dropped {
+                    println!(
+                        "dropped (not yet reported): {} {} observations ({})",
+                        dropped.count, dropped.kind, dropped.reason
+                    );
+                }
+                match &status.budget {
+                    None => println!("budget: not measured yet"),
+                    Some(budget) => println!("budget: {}", budget.summary()),
+                }
                 println!("catalog: {}", status.catalog_version);
                 for sensor in &status.sensors {
                     println!(

@@ -460,6 +460,29 @@ impl Lineage {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_lineage_risk_is_in_the_catalog_vocabulary() {
+        for kind in [
+            LineageKind::Shell,
+            LineageKind::InfraCli,
+            LineageKind::McpServer,
+        ] {
+            assert!(
+                shadowai_catalog::is_known_risk(kind.risk()),
+                "{}",
+                kind.risk()
+            );
+        }
+        for risk in [
+            "mcp_unknown_server",
+            "mcp_remote",
+            "mcp_auto_trust",
+            "network_exposed",
+        ] {
+            assert!(shadowai_catalog::is_known_risk(risk), "{risk}");
+        }
+    }
+
     fn view<'a>(
         pid: u32,
         ppid: u32,

@@ -48,6 +48,8 @@ pub struct HostOptions {
     pub inventory_watch: bool,
     /// The filesystem root of the inventory (`/` on the live system).
     pub root: PathBuf,
+    /// The daemon's resource budget: scans stretch while it holds back.
+    pub throttle: Option<Arc<crate::budget::Throttle>>,
 }
 
 impl Default for HostOptions {
@@ -59,6 +61,7 @@ impl Default for HostOptions {
             inventory_interval: Duration::from_secs(3600),
             inventory_watch: true,
             root: PathBuf::from("/"),
+            throttle: None,
         }
     }
 }
@@ -298,6 +301,14 @@ impl HostSensor {
         }]
     }
 
+    /// Factor on the scan intervals the resource budget asks for (1 when it holds nothing back).
+    fn scan_factor(&self) -> u32 {
+        self.options
+            .throttle
+            .as_ref()
+            .map_or(1, |throttle| throttle.level().scan_factor())
+    }
+
     /// The daemon loop: process scans every interval, events as they come, inventory at
     /// start, every inventory interval and after watched changes. `emit` gets every batch of
     /// detections with the current health; returns when `stop` is signalled or dropped.
@@ -321,7 +332,7 @@ impl HostSensor {
             let mut scanned = now >= next_scan;
             if scanned {
                 detections.extend(self.scan_processes(now_ms()));
-                next_scan = now + self.options.process_interval;
+                next_scan = now + self.options.process_interval * self.scan_factor();
             }
             if let Some(changes) = &self.changes {
                 while changes.try_recv().is_ok() {
@@ -332,7 +343,8 @@ impl HostSensor {
             if self.options.inventory && (now >= next_inventory || changed) {
                 detections.extend(self.scan_inventory(now_ms()));
                 scanned = true;
-                next_inventory = Instant::now() + self.options.inventory_interval;
+                next_inventory =
+                    Instant::now() + self.options.inventory_interval * self.scan_factor();
                 change_seen = None;
                 // The rescan itself may touch watched directories (atime): drop those.
                 if let Some(changes) = &self.changes {

@@ -137,7 +137,7 @@ pub struct BlindSpotEvent {
     pub kind: BlindKind,
     /// The resolver or front name (`""` when withheld because it is not a catalog name).
     pub name: String,
-    /// The table entry that matched, e.g. `agent/src/net/blind.rs#doh/dns.google`.
+    /// The catalog entry that matched, e.g. `visibility.toml#doh/dns.google`.
     pub rule: String,
     /// What it means, in words.
     pub detail: String,
@@ -509,12 +509,12 @@ impl Detector {
         };
         // Real queries hold one question; a hostile packet may hold thousands.
         for question in dns.questions.iter().take(4) {
-            if let Some(entry) = blind::doh_resolver(&question.name) {
+            if let Some(entry) = self.catalog.doh_resolver(&question.name).map(str::to_owned) {
                 self.blind_spot(
                     dns.ts_ms,
                     BlindKind::Doh,
-                    entry,
-                    entry,
+                    &entry,
+                    &entry,
                     format!("DNS query for the DNS-over-HTTPS resolver {entry}: later DNS names may leave this host encrypted"),
                     &dns.flow,
                     Some((transport, dns.flow.src)),
@@ -691,11 +691,11 @@ impl Detector {
         };
         if quic_version.is_none() && flow.dst.port() == blind::DOT_PORT {
             let name = hello.sni.as_deref().unwrap_or("");
-            let shown = blind::doh_resolver(name).unwrap_or("");
+            let shown = self.catalog.doh_resolver(name).unwrap_or("").to_owned();
             self.blind_spot(
                 ts_ms,
                 BlindKind::Dot,
-                shown,
+                &shown,
                 "tcp-853",
                 format!(
                     "TLS to TCP port 853 (DNS over TLS) at {}: DNS names leave this host encrypted",
@@ -711,12 +711,12 @@ impl Detector {
         let sni = hello.sni.as_deref().filter(|s| !s.is_empty());
         let mut note = None;
         if let Some(sni) = sni {
-            if let Some(entry) = blind::doh_resolver(sni) {
+            if let Some(entry) = self.catalog.doh_resolver(sni).map(str::to_owned) {
                 self.blind_spot(
                     ts_ms,
                     BlindKind::Doh,
-                    entry,
-                    entry,
+                    &entry,
+                    &entry,
                     format!("encrypted connection to the DNS-over-HTTPS resolver {entry}: DNS names may leave this host encrypted"),
                     flow,
                     Some(local),
@@ -724,13 +724,13 @@ impl Detector {
                 );
                 return;
             }
-            match blind::ech_public_name(sni) {
+            match self.catalog.ech_public_name(sni).map(str::to_owned) {
                 Some(front) if hello.ech => {
                     self.blind_spot(
                         ts_ms,
                         BlindKind::Ech,
-                        front,
-                        front,
+                        &front,
+                        &front,
                         format!("Encrypted Client Hello behind the public name {front}: the real server name is hidden"),
                         flow,
                         Some(local),

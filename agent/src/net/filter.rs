@@ -8,18 +8,23 @@
 //!    - UDP whose first payload byte has the QUIC long-header bit (0x80) set (Initial,
 //!      Handshake, 0-RTT; short-header 1-RTT data is dropped), or
 //!    - TCP with SYN set (a flow's start; tiny), or
-//!    - TCP with at least 2 payload bytes that do **not** start with `17 03` (the header of a
-//!      TLS application-data record).
+//!    - TCP whose payload starts with `16 03` (a TLS handshake record: the ClientHello), or
+//!    - TCP with 2 to [`CONTINUATION_MAX`] payload bytes that do **not** start with `17 03` (the
+//!      header of a TLS application-data record).
 //!
-//! Why the last rule: a ClientHello of 1,500–2,300 bytes (ML-KEM key shares) may leave in two or
-//! more segments, and a stateless filter cannot tell the continuation of a hello from any other
-//! segment. So it keeps every outgoing segment that does not *start* a TLS application-data
-//! record and lets the user-space decoder (which rejects an untracked flow's segment in well under
-//! 100 ns) decide. The cost is outgoing bulk that is not aligned on TLS records (continuations of
-//! large records, SSH, plain HTTP uploads); inbound bulk, the bulk of a laptop's traffic, never
-//! leaves the kernel. With TSO/GSO (the default on Linux NICs and loopback) the capture sees one
-//! super-frame per send, not one frame per MSS, so even that cost is per write, not per packet.
-//! Measured figures are in `docs/BENCHMARKS.md` ("Network sensor").
+//! Why the last rule: a ClientHello of 1,500–2,300 bytes (ML-KEM key shares) may leave in two
+//! segments, and a stateless filter cannot tell the continuation of a hello from any other
+//! segment. The first segment of such a hello is a full MSS and starts with `16 03`; the rest is
+//! what is left of the hello, under 1,000 bytes for today's clients at a 1,500-byte MTU (and
+//! under 1,100 on a 1,420-byte WireGuard MTU). Bulk uploads leave in full-MSS segments (or, with
+//! TSO/GSO, in super-frames of many MSS) that start anywhere in a record: at more than
+//! [`CONTINUATION_MAX`] bytes they stay in the kernel. What still passes — small segments that do
+//! not start an application-data record (interactive SSH, the tail of a write) — is rejected by the
+//! user-space decoder in well under 100 ns per untracked flow. A hello so large that its
+//! continuation exceeds the cap (over ~2,700 bytes at a 1,500-byte MTU) loses its tail; the
+//! decoder still reads the SNI from the cut hello when the SNI sits in the first segment.
+//! Inbound bulk, the bulk of a laptop's traffic, never leaves the kernel. Measured figures are in
+//! `docs/BENCHMARKS.md` ("Network sensor").
 //!
 //! On loopback every packet is seen twice (once outgoing, once incoming), so loopback sockets
 //! keep only the outgoing copy of everything.
@@ -31,6 +36,10 @@ use socket2::SockFilter;
 
 /// Bytes of a passed frame handed to user space: enough for a GSO super-frame holding a hello.
 pub const SNAP_LEN: u32 = 256 * 1024;
+
+/// Largest outgoing TCP payload passed that does not start a TLS handshake record: room for the
+/// continuation of a ClientHello that spans two segments, not for a full-MSS bulk segment.
+pub const CONTINUATION_MAX: u32 = 1_200;
 
 /// `PACKET_OUTGOING` from `linux/if_packet.h`.
 pub const PACKET_OUTGOING: u32 = 4;
@@ -180,11 +189,18 @@ pub fn program(framing: Framing, outgoing_only: bool) -> Vec<Instruction> {
     a.op(ALU | SUB | X, 0);
     a.jump(JGE | K, 2, "tcp-payload", "drop");
     a.label("tcp-payload");
+    // M[2] = payload length; X = payload offset; A = its first two bytes.
+    a.op(ST, 2);
     a.op(LD | MEM, 3);
     a.op(ALU | ADD | X, 0);
     a.op(MISC | TAX, 0);
     a.op(LD | H | IND, 0);
-    a.jump(JEQ | K, 0x1703, "drop", "accept");
+    a.jump(JEQ | K, 0x1603, "accept", "tcp-appdata?");
+    a.label("tcp-appdata?");
+    a.jump(JEQ | K, 0x1703, "drop", "tcp-small?");
+    a.label("tcp-small?");
+    a.op(LD | MEM, 2);
+    a.jump(JGE | K, CONTINUATION_MAX + 1, "drop", "accept");
     a.label("accept");
     a.op(RET | K, SNAP_LEN);
     a.label("drop");

@@ -49,6 +49,8 @@ pub struct NetConfig {
     pub detector: DetectorConfig,
     /// The decoder's flow table bounds.
     pub limits: Limits,
+    /// The daemon's resource budget: frames are sampled or not decoded while it holds back.
+    pub throttle: Option<Arc<crate::budget::Throttle>>,
 }
 
 impl Default for NetConfig {
@@ -59,6 +61,7 @@ impl Default for NetConfig {
             relist_interval: Duration::from_secs(5),
             detector: DetectorConfig::default(),
             limits: Limits::default(),
+            throttle: None,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct NetStats {
     pub detector: DetectorStats,
     /// Interfaces captured now.
     pub interfaces: Vec<String>,
+    /// Frames not decoded because the resource budget sampled or paused the sensor.
+    pub skipped_for_budget: u64,
 }
 
 /// The live network sensor: capture threads and the detector thread.
@@ -87,6 +92,7 @@ pub struct NetSensor {
     stop: Arc<AtomicBool>,
     catalogs: mpsc::Sender<Arc<Catalog>>,
     stats: Arc<Mutex<NetStats>>,
+    throttle: Option<Arc<crate::budget::Throttle>>,
 }
 
 impl std::fmt::Debug for NetSensor {
@@ -112,6 +118,7 @@ impl NetSensor {
         let (catalogs, catalog_updates) = mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(Mutex::new(NetStats::default()));
+        let throttle = config.throttle.clone();
         let thread = {
             let stop = stop.clone();
             let stats = stats.clone();
@@ -136,6 +143,7 @@ impl NetSensor {
             stop,
             catalogs,
             stats,
+            throttle,
         })
     }
 
@@ -175,12 +183,26 @@ impl NetSensor {
                 "no interface captured yet (none up, or all refused)".to_owned(),
             );
         }
-        let detail = format!(
+        let mut detail = format!(
             "capturing on {}; {} frames, {} dropped for overload",
             stats.interfaces.join(", "),
             stats.frames,
             stats.overflow
         );
+        let held_back = self
+            .throttle
+            .as_ref()
+            .map(|throttle| throttle.level().network_sample_every())
+            .filter(|every| *every != 1);
+        if let Some(every) = held_back {
+            if every == 0 {
+                detail.push_str("; decoding paused by the resource budget");
+            } else {
+                detail.push_str(&format!("; 1 frame in {every} decoded (resource budget)"));
+            }
+            detail.push_str(&format!(", {} frames skipped", stats.skipped_for_budget));
+            return (SensorState::Degraded, detail);
+        }
         if stats.overflow > 0 {
             (SensorState::Degraded, detail)
         } else {
@@ -230,9 +252,19 @@ fn detect_loop(
     let mut attribution = attribution::ProcAttribution::default();
     let mut events = Vec::new();
     let mut last_tick = now_ms();
+    let mut skipped_for_budget = 0u64;
+    let mut sequence = 0u64;
     loop {
         let received = frames.recv_timeout(Duration::from_millis(200));
+        // The budget's sampling: one frame in `every` is decoded, none while paused.
+        let every = config
+            .throttle
+            .as_ref()
+            .map_or(1, |throttle| throttle.level().network_sample_every());
+        sequence = sequence.wrapping_add(u64::from(received.is_ok()));
+        let is_skipped = every == 0 || !sequence.is_multiple_of(u64::from(every.max(1)));
         match received {
+            Ok(_) if is_skipped => skipped_for_budget += 1,
             Ok(frame) => {
                 events.clear();
                 decoder.decode(frame.link, frame.ts_ms, &frame.data, &mut events);
@@ -264,6 +296,7 @@ fn detect_loop(
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             shared.decoder = decoder.stats().clone();
             shared.detector = detector.stats().clone();
+            shared.skipped_for_budget = skipped_for_budget;
         }
         while let Some(output) = detector.poll_output() {
             sink(output);

@@ -50,7 +50,7 @@ fn lease_commit_release_keep_order_and_lose_nothing() {
         assert_eq!(ids(&spool.lease(10)), ["b"]);
         spool.commit(&["b".into()]);
         assert_eq!(spool.depth(), 0);
-        assert!(spool.take_dropped().is_empty());
+        assert!(spool.dropped().is_empty());
     });
 }
 
@@ -99,13 +99,14 @@ fn a_full_spool_drops_the_oldest_counts_them_and_stays_bounded_on_disk() {
     for id in names(0..total) {
         spool.enqueue(observation(&id), 0);
     }
-    let on_disk: u64 = fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().metadata().unwrap().len())
+    let on_disk: u64 = segments(dir.path())
+        .iter()
+        .filter(|name| name.starts_with("seg-"))
+        .map(|name| fs::metadata(dir.path().join(name)).unwrap().len())
         .sum();
     assert!(on_disk <= max, "{on_disk} bytes on disk, bound {max}");
     assert_eq!(on_disk, spool.bytes());
-    let dropped: u64 = spool.take_dropped().iter().map(|d| d.count).sum();
+    let dropped: u64 = spool.dropped().iter().map(|d| d.count).sum();
     let kept = spool.lease(usize::MAX);
     assert_eq!(
         dropped as usize + kept.len(),
@@ -131,7 +132,7 @@ fn drained_segments_are_deleted() {
         spool.commit(&ids(&batch));
     }
     assert_eq!(spool.depth(), 0);
-    assert!(spool.take_dropped().is_empty());
+    assert!(spool.dropped().is_empty());
     assert!(
         segments(dir.path()).len() <= 2,
         "{:?}",
@@ -161,7 +162,7 @@ fn a_truncated_tail_is_cut_reported_and_the_rest_kept() {
     assert_eq!(recovery.recovered, 9);
     assert_eq!(recovery.problems.len(), 1, "{:?}", recovery.problems);
     assert!(recovery.problems[0].contains("truncated"));
-    let dropped = spool.take_dropped();
+    let dropped = spool.dropped();
     assert_eq!(dropped[0].reason, DROP_SPOOL_CORRUPT);
     // it keeps working: appends after the cut are read back
     spool.enqueue(observation("new"), 0);
@@ -251,7 +252,7 @@ fn drops_by_the_transport_are_counted_per_reason_and_kind() {
         spool.enqueue(observation("a"), 0);
         let _ = spool.lease(1);
         spool.drop_leased("rejected_by_collector");
-        let dropped = spool.take_dropped();
+        let dropped = spool.dropped();
         assert_eq!(dropped.len(), 1);
         assert_eq!(
             (
@@ -263,4 +264,53 @@ fn drops_by_the_transport_are_counted_per_reason_and_kind() {
         );
         assert_eq!(spool.depth(), 0);
     });
+}
+
+#[test]
+fn dropped_counts_survive_a_restart_until_a_heartbeat_acknowledges_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (mut spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+        spool.enqueue(observation("a"), 0);
+        spool.enqueue(observation("b"), 0);
+        let _ = spool.lease(2);
+        spool.drop_leased("rejected_by_collector");
+        // A crash: no heartbeat carried the counts.
+    }
+    let (mut spool, recovery) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    assert!(recovery.problems.is_empty(), "{:?}", recovery.problems);
+    let sent = spool.dropped();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (
+            sent[0].reason.as_str(),
+            sent[0].kind.as_str(),
+            sent[0].count
+        ),
+        ("rejected_by_collector", "dns", 2)
+    );
+    // Counted while the heartbeat was in flight: kept for the next one.
+    spool.count_drop("rejected_by_collector", "dns");
+    spool.forget_dropped(&sent);
+    assert_eq!(spool.dropped()[0].count, 1);
+    drop(spool);
+    let (mut spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    let left = spool.dropped();
+    assert_eq!(left[0].count, 1);
+    spool.forget_dropped(&left);
+    drop(spool);
+    let (spool, _) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    assert!(spool.dropped().is_empty());
+}
+
+#[test]
+fn a_damaged_dropped_file_is_reported_and_does_not_stop_the_spool() {
+    let dir = tempfile::tempdir().unwrap();
+    fs::create_dir_all(dir.path()).unwrap();
+    fs::write(dir.path().join("dropped.json"), b"[{\"reason\": 1").unwrap();
+    let (mut spool, recovery) = Spool::open(dir.path(), DEFAULT_MAX_BYTES).unwrap();
+    assert_eq!(recovery.problems.len(), 1, "{:?}", recovery.problems);
+    assert!(recovery.problems[0].contains("dropped.json: damaged"));
+    spool.enqueue(observation("a"), 0);
+    assert_eq!(ids(&spool.lease(1)), ["a"]);
 }

@@ -630,7 +630,7 @@ fn encrypted_dns_is_a_blind_spot() {
         ]
     );
     assert_eq!(spots[0].process.as_ref().map(|p| p.pid), Some(300));
-    assert_eq!(spots[0].rule, "agent/src/net/blind.rs#doh/dns.google");
+    assert_eq!(spots[0].rule, "visibility.toml#doh/dns.google");
     let line: serde_json::Value = serde_json::from_str(&spots[0].to_json_line()).unwrap();
     assert_eq!(line["kind"], "blind_spot");
     assert_eq!(line["blind_spot"], "doh");

@@ -129,6 +129,40 @@ fn outgoing_hellos_and_their_continuations_pass() {
         ));
         assert!(passes(&v(Packet::tcp(443, SYN, &[])), PACKET_OUTGOING));
         assert!(passes(&v(Packet::tcp(853, SYN, &[])), PACKET_OUTGOING));
+        // A hello's first segment is a full MSS (or a GSO super-frame): it passes at any size.
+        let mut big_hello = HELLO_START.to_vec();
+        big_hello.resize(16_000, 0x5a);
+        assert!(passes(
+            &v(Packet::tcp(443, ACK, &big_hello)),
+            PACKET_OUTGOING
+        ));
+        // The continuation passes up to the cap, inclusive.
+        let mut tail = CONTINUATION.to_vec();
+        tail.resize(CONTINUATION_MAX as usize, 0x5a);
+        assert!(passes(&v(Packet::tcp(443, ACK, &tail)), PACKET_OUTGOING));
+    }
+}
+
+#[test]
+fn full_size_bulk_segments_that_do_not_start_a_hello_stay_in_the_kernel() {
+    for v6 in [false, true] {
+        let v = |p: Packet| if v6 { p.v6() } else { p };
+        let mut segment = CONTINUATION.to_vec();
+        segment.resize(CONTINUATION_MAX as usize + 1, 0x5a);
+        assert!(!passes(
+            &v(Packet::tcp(443, ACK, &segment)),
+            PACKET_OUTGOING
+        ));
+        segment.resize(1_448, 0x5a);
+        assert!(!passes(
+            &v(Packet::tcp(22, PSH_ACK, &segment)),
+            PACKET_OUTGOING
+        ));
+        segment.resize(64_000, 0x5a);
+        assert!(!passes(
+            &v(Packet::tcp(80, PSH_ACK, &segment)),
+            PACKET_OUTGOING
+        ));
     }
 }
 
