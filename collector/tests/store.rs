@@ -181,7 +181,25 @@ backend_tests!(
     hostile_strings_round_trip_byte_exact,
     listings_page_newest_first_with_filters,
     users_sessions_and_api_keys,
+    findings_aggregate_per_host_user_product_and_signal,
+    reason_new_product_only_for_unsanctioned_products,
+    reason_risky_agent_setting,
+    reason_agent_infra_cli_and_agent_shell,
+    reason_new_mcp_server,
+    reason_exposed_model_server,
+    reason_consumer_ai_use,
+    reason_personal_plan,
+    reason_sensor_silent,
+    reason_sensor_blinded,
+    a_resolved_alert_that_fires_again_opens_a_new_one,
+    overrides_and_suppressions_apply_and_expire,
+    policy_changes_are_audited_with_before_and_after,
+    alert_listing_filters,
 );
+
+#[path = "store_policy/mod.rs"]
+mod store_policy;
+use store_policy::*;
 
 // ------------------------------------------------------------------------------------- helpers
 
@@ -760,7 +778,7 @@ async fn alerts_are_raised_once_per_host_and_product(db: TestDb) -> TestDb {
     );
     assert_eq!(
         (alert.first_observation_id, alert.last_observation_id),
-        (first.id, unattributed.id)
+        (Some(first.id), Some(unattributed.id))
     );
     let process = alert.process.as_ref().unwrap();
     assert_eq!(

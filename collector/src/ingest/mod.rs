@@ -7,6 +7,7 @@
 //!
 //! Errors map to gRPC codes here, once; messages say what to fix and never carry SQL or paths.
 
+pub mod limits;
 pub mod validate;
 
 use std::sync::Arc;
@@ -86,6 +87,7 @@ pub struct AgentApi {
     builtin_catalog: CatalogRelease,
     published_catalog: Arc<std::sync::Mutex<PublishedCatalog>>,
     config: IngestConfig,
+    admission: Arc<limits::Admission>,
 }
 
 impl AgentApi {
@@ -102,7 +104,19 @@ impl AgentApi {
             builtin_catalog: catalog,
             published_catalog: Arc::new(std::sync::Mutex::new(None)),
             config,
+            admission: Arc::new(limits::Admission::default()),
         }
+    }
+
+    /// Replaces the admission limits (per-agent rate, concurrent ingest, handshake rate).
+    pub fn with_admission(mut self, admission: Arc<limits::Admission>) -> Self {
+        self.admission = admission;
+        self
+    }
+
+    /// The admission state: limits and counters (the server's accept loop reads the handshake rate).
+    pub fn admission(&self) -> &Arc<limits::Admission> {
+        &self.admission
     }
 
     /// The catalog agents should run: the newest release published to the store (all collectors
@@ -151,10 +165,13 @@ impl AgentApi {
                 "a client certificate is required: enroll first",
             ));
         };
+        let started = std::time::Instant::now();
         let agent = self
             .store
             .agent_by_certificate(&certificate.fingerprint)
-            .await
+            .await;
+        crate::metrics::metrics().database("identify", started);
+        let agent = agent
             .map_err(store_status)?
             .ok_or_else(|| Status::unauthenticated("unknown client certificate"))?;
         if agent.revoked {
@@ -181,6 +198,16 @@ fn store_status(error: StoreError) -> Status {
             Status::unavailable("the collector cannot store data right now; retry later")
         }
     }
+}
+
+/// RESOURCE_EXHAUSTED with `retry-after: <seconds>` metadata (the agent waits at least that long).
+pub fn shed_status(shed: limits::Shed) -> Status {
+    let mut status = Status::resource_exhausted(shed.message());
+    status.metadata_mut().insert(
+        "retry-after",
+        tonic::metadata::MetadataValue::from(shed.retry_after_seconds()),
+    );
+    status
 }
 
 fn identity_status(error: IdentityError) -> Status {
@@ -303,6 +330,7 @@ impl AgentService for AgentApi {
         &self,
         request: Request<v1::ReportRequest>,
     ) -> Result<Response<v1::ReportResponse>, Status> {
+        let started = std::time::Instant::now();
         let (agent, _) = self.caller(&request).await?;
         let now_ms = unix_ms(now());
         let batch = validate::batch(request.get_ref(), now_ms).map_err(|invalid| {
@@ -313,11 +341,28 @@ impl AgentService for AgentApi {
                 Status::invalid_argument(invalid.to_string())
             }
         })?;
+        // Admission after validation (a refused batch costs no tokens) and around the transaction
+        // only: the permit is released when the store has answered.
+        let permit = self
+            .admission
+            .admit_report(agent.agent_id, batch.len(), std::time::Instant::now())
+            .map_err(|shed| {
+                debug!(agent_id = %agent.agent_id, ?shed, "report shed");
+                shed_status(shed)
+            })?;
+        let stored = std::time::Instant::now();
         let outcome = self
             .store
             .insert_observations(agent.agent_id, &batch, now_ms)
-            .await
-            .map_err(store_status)?;
+            .await;
+        crate::metrics::metrics().database("insert_observations", stored);
+        let outcome = outcome.map_err(store_status)?;
+        drop(permit);
+        crate::metrics::metrics().report_committed(
+            outcome.inserted,
+            outcome.duplicates,
+            started.elapsed(),
+        );
         debug!(
             agent_id = %agent.agent_id,
             inserted = outcome.inserted,
@@ -393,10 +438,13 @@ impl AgentService for AgentApi {
             catalog_version,
             health,
         };
-        self.store
+        let stored = std::time::Instant::now();
+        let recorded = self
+            .store
             .record_heartbeat(agent.agent_id, &heartbeat, unix_ms(now))
-            .await
-            .map_err(store_status)?;
+            .await;
+        crate::metrics::metrics().database("heartbeat", stored);
+        recorded.map_err(store_status)?;
         // Renew when less than a third of the certificate's life is left.
         let renew_certificate = peer.client_certificate.is_some_and(|c| {
             let third = self.config.agent_certificate_lifetime.whole_milliseconds() as i64 / 3;
@@ -428,5 +476,21 @@ impl AgentService for AgentApi {
             version: catalog.version,
             sha256: catalog.sha256,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shed_report_is_resource_exhausted_with_retry_after_seconds() {
+        let status = shed_status(limits::Shed::AgentRate {
+            retry_after_seconds: 3,
+        });
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        let value = status.metadata().get("retry-after").unwrap();
+        assert_eq!(value.to_str().unwrap(), "3");
+        assert!(status.message().contains("retry"), "{}", status.message());
     }
 }

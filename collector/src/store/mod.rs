@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 pub use error::StoreError;
 pub use model::*;
-use rows::{AlertRow, ObservationRow, TokenRow};
+use rows::{ObservationRow, TokenRow};
 
 /// Largest page any listing returns.
 pub const MAX_PAGE: u32 = 1_000;
@@ -38,6 +38,8 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 #[derive(Debug, Clone)]
 pub struct Store {
     backend: Backend,
+    /// The policy snapshot the alert rules read (see `policy`).
+    policy: std::sync::Arc<policy::PolicyCache>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +61,32 @@ macro_rules! on_pool {
 
 mod catalogs;
 pub use catalogs::CatalogReleaseRecord;
+pub mod chain;
+pub use chain::{
+    BrokenRecord, ExpectedRoot, ExpiryOutcome, RetentionPolicy, RootCommit, RootInfo, VerifyReport,
+};
+
+mod alerts;
+mod observations;
+pub mod policy;
+pub use alerts::SweepOutcome;
+pub use observations::MAX_ALERT_LINKS;
+pub use policy::{
+    NewSanction, NewSeverityOverride, NewSuppression, NewTenantRule, POLICY_REFRESH, PolicyActor,
+    PolicyChange, PolicyRuleKind,
+};
+mod bulk;
+pub use bulk::{InsertObservationRows, ROWS_PER_STATEMENT};
+mod triage;
+pub use triage::*;
+mod views;
+pub use views::*;
+mod operations;
+pub use operations::{BackupError, FleetCounts};
+mod export;
+pub use export::{ExportAlert, ExportOutcome, ExportRecord, ExportTotals};
+mod report;
+pub use report::*;
 
 impl Store {
     /// Opens (creating a SQLite file if missing) and migrates the database at `url`:
@@ -106,7 +134,10 @@ impl Store {
         } else {
             return Err(StoreError::InvalidUrl);
         };
-        Ok(Store { backend })
+        Ok(Store {
+            backend,
+            policy: std::sync::Arc::default(),
+        })
     }
 
     /// "sqlite" or "postgres".
@@ -364,13 +395,19 @@ impl Store {
         rows.into_iter().map(rows::AgentRow::into_summary).collect()
     }
 
-    /// Records a heartbeat: facts, versions, health and last contact.
+    /// Records a heartbeat: facts, versions, health and last contact; raises `sensor_blinded` when
+    /// it reports a blind spot the previous heartbeat did not.
     pub async fn record_heartbeat(
         &self,
         agent_id: Uuid,
         heartbeat: &Heartbeat,
         now_ms: i64,
     ) -> Result<(), StoreError> {
+        if !crate::policy::rules::blind_spots(&heartbeat.health).is_empty() {
+            return self
+                .record_blind_heartbeat(agent_id, heartbeat, now_ms)
+                .await;
+        }
         let health = heartbeat.health.to_string();
         let updated = on_pool!(self, pool => {
             sqlx::query(
@@ -399,145 +436,6 @@ impl Store {
     }
 
     // ---------------------------------------------------------------- observations and alerts
-
-    /// Stores a batch in one transaction: each observation once by id (an id already stored, by this
-    /// agent or another, is a duplicate and left untouched), the agent's last contact, and for each
-    /// newly stored observation with a product the "new_product" alert of (agent, product), created
-    /// or updated (count, last seen, latest process).
-    pub async fn insert_observations(
-        &self,
-        agent_id: Uuid,
-        batch: &[NewObservation],
-        now_ms: i64,
-    ) -> Result<IngestOutcome, StoreError> {
-        let agent = agent_id.to_string();
-        let mut outcome = IngestOutcome::default();
-        on_pool!(self, pool => {
-            let mut tx = pool.begin().await?;
-            let known = sqlx::query(
-                "UPDATE agents SET last_contact_ms = CASE WHEN $1 > last_contact_ms THEN $1 ELSE last_contact_ms END \
-                 WHERE id = $2",
-            )
-            .bind(now_ms)
-            .bind(&agent)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if known == 0 {
-                tx.rollback().await?;
-                return Err(StoreError::NotFound { entity: "agent" });
-            }
-            for observation in batch {
-                let process = observation.process.as_ref();
-                let observation_id = observation.id.to_string();
-                let inserted = sqlx::query(
-                    "INSERT INTO observations (id, agent_id, observed_at_ms, received_at_ms, signal, name, \
-                     product, vendor, category, rule, reason, risk, confidence, plan, catalog_version, count, \
-                     process_pid, process_parent_pid, process_name, process_exe, process_cmdline, process_user, \
-                     details, evidence, tenant) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                     $17, $18, $19, $20, $21, $22, $23, $24, $25) \
-                     ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(&observation_id)
-                .bind(&agent)
-                .bind(observation.observed_at_ms)
-                .bind(now_ms)
-                .bind(observation.signal.as_str())
-                .bind(&observation.name)
-                .bind(&observation.product)
-                .bind(&observation.vendor)
-                .bind(&observation.category)
-                .bind(&observation.rule)
-                .bind(&observation.reason)
-                .bind(rows::json_list(&observation.risk))
-                .bind(&observation.confidence)
-                .bind(observation.plan.as_deref())
-                .bind(&observation.catalog_version)
-                .bind(i64::from(observation.count))
-                .bind(process.map(|p| i64::from(p.pid)))
-                .bind(process.map(|p| i64::from(p.parent_pid)))
-                .bind(process.map(|p| p.name.as_str()))
-                .bind(process.map(|p| p.exe.as_str()))
-                .bind(process.map(|p| p.cmdline.as_str()))
-                .bind(process.map(|p| p.user.as_str()))
-                .bind(observation.details.to_string())
-                .bind(observation.evidence.as_slice())
-                .bind(observation.tenant.as_deref())
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                outcome.inserted += 1;
-                if observation.product.is_empty() {
-                    continue;
-                }
-                let alert_id = Uuid::now_v7().to_string();
-                let severity = if observation.risk.is_empty() { "medium" } else { "high" };
-                let title = format!("New AI product on host: {} {}", observation.vendor, observation.product);
-                let stored_id: String = sqlx::query_scalar(
-                    "INSERT INTO alerts (id, agent_id, product, reason, severity, status, title, vendor, \
-                     category, rule, user_name, process_pid, process_name, process_exe, process_cmdline, \
-                     first_seen_ms, last_seen_ms, count, first_observation_id, last_observation_id) \
-                     VALUES ($1, $2, $3, 'new_product', $4, 'open', $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                     $14, $14, 1, $15, $15) \
-                     ON CONFLICT (agent_id, product, reason) DO UPDATE SET \
-                     count = alerts.count + 1, \
-                     severity = CASE WHEN excluded.severity = 'high' THEN 'high' ELSE alerts.severity END, \
-                     first_observation_id = CASE WHEN excluded.first_seen_ms < alerts.first_seen_ms \
-                         THEN excluded.first_observation_id ELSE alerts.first_observation_id END, \
-                     first_seen_ms = CASE WHEN excluded.first_seen_ms < alerts.first_seen_ms \
-                         THEN excluded.first_seen_ms ELSE alerts.first_seen_ms END, \
-                     last_observation_id = CASE WHEN excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.last_observation_id ELSE alerts.last_observation_id END, \
-                     last_seen_ms = CASE WHEN excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.last_seen_ms ELSE alerts.last_seen_ms END, \
-                     user_name = CASE WHEN excluded.process_pid IS NOT NULL \
-                         AND excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.user_name ELSE alerts.user_name END, \
-                     process_pid = CASE WHEN excluded.process_pid IS NOT NULL \
-                         AND excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.process_pid ELSE alerts.process_pid END, \
-                     process_name = CASE WHEN excluded.process_pid IS NOT NULL \
-                         AND excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.process_name ELSE alerts.process_name END, \
-                     process_exe = CASE WHEN excluded.process_pid IS NOT NULL \
-                         AND excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.process_exe ELSE alerts.process_exe END, \
-                     process_cmdline = CASE WHEN excluded.process_pid IS NOT NULL \
-                         AND excluded.last_seen_ms >= alerts.last_seen_ms \
-                         THEN excluded.process_cmdline ELSE alerts.process_cmdline END \
-                     RETURNING id",
-                )
-                .bind(&alert_id)
-                .bind(&agent)
-                .bind(&observation.product)
-                .bind(severity)
-                .bind(&title)
-                .bind(&observation.vendor)
-                .bind(&observation.category)
-                .bind(&observation.rule)
-                .bind(process.map_or("", |p| p.user.as_str()))
-                .bind(process.map(|p| i64::from(p.pid)))
-                .bind(process.map(|p| p.name.as_str()))
-                .bind(process.map(|p| p.exe.as_str()))
-                .bind(process.map(|p| p.cmdline.as_str()))
-                .bind(observation.observed_at_ms)
-                .bind(&observation_id)
-                .fetch_one(&mut *tx)
-                .await?;
-                // The upsert returns the existing row's id when it only updated.
-                if stored_id == alert_id {
-                    outcome.alerts_raised += 1;
-                }
-            }
-            tx.commit().await?;
-        });
-        Ok(outcome)
-    }
 
     /// How many observations are stored.
     pub async fn count_observations(&self) -> Result<i64, StoreError> {
@@ -595,38 +493,11 @@ impl Store {
         }))
     }
 
-    /// Alerts, newest `last_seen` first, filtered and paged.
+    /// Alerts, newest `last_seen` first, filtered by status and product, paged; suppressed alerts
+    /// are left out (`list_alerts_filtered` has every filter).
     pub async fn list_alerts(&self, query: &AlertQuery) -> Result<Page<Alert>, StoreError> {
-        let limit = query.limit.clamp(1, MAX_PAGE);
-        let rows: Vec<AlertRow> = on_pool!(self, pool => {
-            sqlx::query_as(
-                "SELECT l.id, l.agent_id, a.hostname, a.group_name, l.user_name, l.product, l.vendor, \
-                 l.category, l.reason, l.severity, l.status, l.title, l.rule, l.process_pid, l.process_name, \
-                 l.process_exe, l.process_cmdline, l.first_seen_ms, l.last_seen_ms, l.count, \
-                 l.first_observation_id, l.last_observation_id \
-                 FROM alerts l JOIN agents a ON a.id = l.agent_id \
-                 WHERE ($1 IS NULL OR l.last_seen_ms < $1 OR (l.last_seen_ms = $1 AND l.id < $2)) \
-                 AND ($3 IS NULL OR l.status = $3) \
-                 AND ($4 IS NULL OR l.product = $4) \
-                 ORDER BY l.last_seen_ms DESC, l.id DESC \
-                 LIMIT $5",
-            )
-            .bind(query.after.map(|c| c.at_ms))
-            .bind(query.after.map(|c| c.id.to_string()))
-            .bind(query.status.as_deref())
-            .bind(query.product.as_deref())
-            .bind(i64::from(limit) + 1)
-            .fetch_all(pool)
-            .await?
-        });
-        let items = rows
-            .into_iter()
-            .map(AlertRow::into_alert)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(page(items, limit, |a| PageCursor {
-            at_ms: a.last_seen_ms,
-            id: a.id,
-        }))
+        self.list_alerts_filtered(query, &AlertFilters::default())
+            .await
     }
 
     // ---------------------------------------------------------------- users, sessions, API keys

@@ -280,9 +280,9 @@ pub struct Alert {
     pub product: String,
     pub vendor: String,
     pub category: String,
-    /// Why the alert exists, e.g. "new_product".
+    /// Why the alert exists: a `policy::Reason` id, e.g. "new_product".
     pub reason: String,
-    /// "medium", or "high" when an observation carried risk flags.
+    /// "info", "low", "medium", "high" or "critical" (`policy::Severity`).
     pub severity: String,
     /// "open" until triage changes it.
     pub status: String,
@@ -292,8 +292,13 @@ pub struct Alert {
     pub first_seen_ms: i64,
     pub last_seen_ms: i64,
     pub count: i64,
-    pub first_observation_id: Uuid,
-    pub last_observation_id: Uuid,
+    /// The first and latest observation that fired it (`None` for sensor alerts).
+    pub first_observation_id: Option<Uuid>,
+    pub last_observation_id: Option<Uuid>,
+    /// Why it fired (latest firing), naming the catalog rule and the numbers.
+    pub explanation: String,
+    /// The suppression in force when it last fired, if any.
+    pub suppressed_by: Option<Uuid>,
 }
 
 /// A position in a newest-first listing: the sort time and id of the last item of the previous page.
@@ -337,6 +342,84 @@ pub struct AlertQuery {
     pub after: Option<PageCursor>,
     pub status: Option<String>,
     pub product: Option<String>,
+}
+
+/// Further filters of an alert listing (all optional; `AlertFilters::default()` filters nothing
+/// but hides suppressed alerts).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilters {
+    pub severity: Option<String>,
+    pub reason: Option<String>,
+    pub category: Option<String>,
+    pub group: Option<String>,
+    pub agent_id: Option<Uuid>,
+    pub user: Option<String>,
+    /// Last seen at or after (Unix ms).
+    pub since_ms: Option<i64>,
+    /// Last seen before (Unix ms).
+    pub until_ms: Option<i64>,
+    pub suppressed: SuppressedFilter,
+}
+
+/// Whether a listing shows suppressed alerts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SuppressedFilter {
+    /// Leave them out (the open queue).
+    #[default]
+    Hide,
+    /// Only them.
+    Only,
+    /// With the others.
+    Include,
+}
+
+/// One finding: what a host x user x product x signal (x MCP server) amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub hostname: String,
+    pub group: String,
+    /// `""` when no observation was attributed to a user.
+    pub user_name: String,
+    pub product: String,
+    pub signal: Signal,
+    /// The MCP server of MCP configuration findings, `""` otherwise.
+    pub subject: String,
+    pub vendor: String,
+    pub category: String,
+    /// The catalog rule of the latest observation.
+    pub rule: String,
+    pub first_seen_ms: i64,
+    pub last_seen_ms: i64,
+    /// Times seen (the sum of the observations' counts).
+    pub count: i64,
+    pub first_observation_id: Uuid,
+    pub last_observation_id: Uuid,
+    /// Union of the observations' risk flags, sorted.
+    pub risk: Vec<String>,
+    /// Latest plan and tenant seen.
+    pub plan: Option<String>,
+    pub tenant: Option<String>,
+}
+
+/// Which findings to list, newest `last_seen` first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindingQuery {
+    /// At most this many (the store caps it at `MAX_PAGE`).
+    pub limit: u32,
+    /// Continue after this item.
+    pub after: Option<PageCursor>,
+    pub agent_id: Option<Uuid>,
+    pub product: Option<String>,
+    pub category: Option<String>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub signal: Option<Signal>,
+    /// Findings carrying this risk flag (`[a-z0-9_]`, checked by the caller).
+    pub risk: Option<String>,
+    pub since_ms: Option<i64>,
+    pub until_ms: Option<i64>,
 }
 
 /// Which observations to list, newest `observed_at` first.

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::error::StoreError;
 use super::model::{
-    AgentSummary, Alert, AlertProcess, ObservedProcess, Role, Signal, StoredObservation,
+    AgentSummary, Alert, AlertProcess, Finding, ObservedProcess, Role, Signal, StoredObservation,
 };
 
 pub(super) fn uuid(text: &str) -> Result<Uuid, StoreError> {
@@ -166,8 +166,10 @@ pub(super) struct AlertRow {
     first_seen_ms: i64,
     last_seen_ms: i64,
     count: i64,
-    first_observation_id: String,
-    last_observation_id: String,
+    first_observation_id: Option<String>,
+    last_observation_id: Option<String>,
+    explanation: String,
+    suppressed_by: Option<String>,
 }
 
 impl AlertRow {
@@ -199,8 +201,63 @@ impl AlertRow {
             first_seen_ms: self.first_seen_ms,
             last_seen_ms: self.last_seen_ms,
             count: self.count,
+            first_observation_id: self.first_observation_id.as_deref().map(uuid).transpose()?,
+            last_observation_id: self.last_observation_id.as_deref().map(uuid).transpose()?,
+            explanation: self.explanation,
+            suppressed_by: self.suppressed_by.as_deref().map(uuid).transpose()?,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct FindingRow {
+    id: String,
+    agent_id: String,
+    hostname: String,
+    group_name: String,
+    user_name: String,
+    product: String,
+    signal: String,
+    subject: String,
+    vendor: String,
+    category: String,
+    rule: String,
+    first_seen_ms: i64,
+    last_seen_ms: i64,
+    count: i64,
+    first_observation_id: String,
+    last_observation_id: String,
+    risk: String,
+    plan: Option<String>,
+    tenant: Option<String>,
+}
+
+impl FindingRow {
+    pub(super) fn into_finding(self) -> Result<Finding, StoreError> {
+        Ok(Finding {
+            id: uuid(&self.id)?,
+            agent_id: uuid(&self.agent_id)?,
+            hostname: self.hostname,
+            group: self.group_name,
+            user_name: self.user_name,
+            product: self.product,
+            signal: self
+                .signal
+                .parse::<Signal>()
+                .map_err(|_| StoreError::Corrupt { what: "signal" })?,
+            subject: self.subject,
+            vendor: self.vendor,
+            category: self.category,
+            rule: self.rule,
+            first_seen_ms: self.first_seen_ms,
+            last_seen_ms: self.last_seen_ms,
+            count: self.count,
             first_observation_id: uuid(&self.first_observation_id)?,
             last_observation_id: uuid(&self.last_observation_id)?,
+            risk: serde_json::from_str(&self.risk)
+                .map_err(|_| StoreError::Corrupt { what: "risk" })?,
+            plan: self.plan,
+            tenant: self.tenant,
         })
     }
 }
