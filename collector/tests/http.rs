@@ -752,3 +752,319 @@ async fn health_readiness_and_stylesheet() {
         StatusCode::SERVICE_UNAVAILABLE
     );
 }
+
+// ------------------------------------------------------------------ findings and policy (issue 7)
+
+impl App {
+    async fn send_json(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &Value,
+    ) -> Response<Body> {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(Body::from(body.to_string())).unwrap())
+            .await
+    }
+
+    async fn admin_key(&self) -> String {
+        let (key, digest) = auth::new_api_key();
+        self.store
+            .create_api_key("admin", Role::Admin, &digest, now_ms())
+            .await
+            .unwrap();
+        key
+    }
+}
+
+#[tokio::test]
+async fn api_lists_findings_and_filters_alerts() {
+    let app = app().await;
+    let auth = bearer(&app.api_key);
+    let headers = [("authorization", auth.as_str())];
+    let body = json_body(app.get("/api/v1/findings", &headers).await).await;
+    let findings = body["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1);
+    let finding = &findings[0];
+    assert_eq!(finding["host"], HOSTILE_HOST);
+    assert_eq!(finding["user"], "bob&co");
+    assert_eq!(finding["product"], "ollama.ollama");
+    assert_eq!(finding["signal"], "process");
+    assert_eq!(finding["count"], 1);
+    assert_eq!(finding["risk"], json!(["exposed"]));
+    assert_eq!(finding["first_seen"], "2025-01-31T08:15:00.123Z");
+    for (uri, expected) in [
+        ("/api/v1/findings?risk=exposed&signal=process", 1),
+        ("/api/v1/findings?risk=approval_bypass", 0),
+        ("/api/v1/findings?group=laptops&user=bob%26co", 1),
+        ("/api/v1/findings?since=2025-02-01T00:00:00Z", 0),
+    ] {
+        let body = json_body(app.get(uri, &headers).await).await;
+        assert_eq!(
+            body["findings"].as_array().unwrap().len(),
+            expected,
+            "{uri}"
+        );
+    }
+    for (uri, expected) in [
+        ("/api/v1/alerts?reason=new_product&severity=high", 1),
+        ("/api/v1/alerts?reason=agent_shell", 0),
+        (
+            "/api/v1/alerts?category=local_model_runtime&group=laptops",
+            1,
+        ),
+        ("/api/v1/alerts?until=2025-01-31T08:15:00.123Z", 0),
+        ("/api/v1/alerts?suppressed=only", 0),
+    ] {
+        let body = json_body(app.get(uri, &headers).await).await;
+        assert_eq!(body["alerts"].as_array().unwrap().len(), expected, "{uri}");
+    }
+    let alert = &json_body(app.get("/api/v1/alerts", &headers).await).await["alerts"][0];
+    assert!(
+        alert["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("not sanctioned"),
+        "{alert}"
+    );
+    assert_eq!(alert["suppressed_by"], Value::Null);
+    let links = json_body(
+        app.get(
+            &format!(
+                "/api/v1/alerts/{}/observations",
+                alert["id"].as_str().unwrap()
+            ),
+            &headers,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        links["observation_ids"],
+        json!([alert["first_observation_id"]])
+    );
+    for uri in [
+        "/api/v1/findings?risk=a%25b",
+        "/api/v1/findings?signal=smoke",
+        "/api/v1/findings?host=laptop",
+        "/api/v1/findings?since=yesterday",
+        "/api/v1/alerts?reason=bogus",
+        "/api/v1/alerts?severity=urgent",
+        "/api/v1/alerts?suppressed=maybe",
+        "/api/v1/alerts/not-a-uuid/observations",
+    ] {
+        let response = app.get(uri, &headers).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+    assert_eq!(
+        app.get("/api/v1/findings", &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn policy_changes_need_an_admin_and_are_audited() {
+    let app = app().await;
+    let sanction = json!({"product": "ollama.ollama", "note": "approved by <b>IT</b>"});
+    // Viewer key, and a responder session: forbidden.
+    let viewer = bearer(&app.api_key);
+    let response = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions",
+            &[("authorization", &viewer)],
+            &sanction,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let responder = app.login().await;
+    let response = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions",
+            &[("cookie", &responder)],
+            &sanction,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+
+    let admin = bearer(&app.admin_key().await);
+    let admin_headers = [("authorization", admin.as_str())];
+    let response = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions",
+            &admin_headers,
+            &sanction,
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created = json_body(response).await;
+    assert_eq!(
+        created["category"], "local_model_runtime",
+        "from the catalog"
+    );
+    let again = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions",
+            &admin_headers,
+            &sanction,
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    for bad in [
+        json!({"product": "Not An Id"}),
+        json!({"product": "ollama.ollama", "group": "x", "extra": 1}),
+        json!({"product": "unknown.product"}),
+        json!([1, 2]),
+    ] {
+        let response = app
+            .send_json("POST", "/api/v1/policy/sanctions", &admin_headers, &bad)
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let tenant = json_body(
+        app.send_json(
+            "POST",
+            "/api/v1/policy/tenants",
+            &admin_headers,
+            &json!({"product": "microsoft.azure-openai", "tenant": "Contoso"}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(tenant["tenant"], "contoso");
+    let suppression = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/suppressions",
+            &admin_headers,
+            &json!({"owner": "bob", "expires_at": "2999-01-01T00:00:00Z", "reason": "new_product"}),
+        )
+        .await;
+    assert_eq!(
+        suppression.status(),
+        StatusCode::BAD_REQUEST,
+        "more than 366 days away"
+    );
+    let override_ = json_body(
+        app.send_json(
+            "POST",
+            "/api/v1/policy/overrides",
+            &admin_headers,
+            &json!({"reason": "sensor_silent", "severity": "high"}),
+        )
+        .await,
+    )
+    .await;
+    let uri = format!(
+        "/api/v1/policy/overrides/{}",
+        override_["id"].as_str().unwrap()
+    );
+    let removed = app
+        .send_json("DELETE", &uri, &admin_headers, &json!({}))
+        .await;
+    assert_eq!(removed.status(), StatusCode::OK);
+    let removed_again = app
+        .send_json("DELETE", &uri, &admin_headers, &json!({}))
+        .await;
+    assert_eq!(removed_again.status(), StatusCode::NOT_FOUND);
+    let setting = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/settings",
+            &admin_headers,
+            &json!({"name": "consumer_use_threshold", "value": 0}),
+        )
+        .await;
+    assert_eq!(setting.status(), StatusCode::BAD_REQUEST);
+
+    let policy = json_body(app.get("/api/v1/policy", &admin_headers).await).await;
+    assert_eq!(policy["sanctions"][0]["product"], "ollama.ollama");
+    assert_eq!(policy["tenants"][0]["tenant"], "contoso");
+    assert_eq!(policy["settings"]["consumer_use_threshold"], 20);
+    let changes = json_body(app.get("/api/v1/policy/changes", &admin_headers).await).await;
+    let kinds: Vec<&str> = changes["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "override.remove",
+            "override.add",
+            "tenant.add",
+            "sanction.add"
+        ]
+    );
+    assert_eq!(changes["changes"][3]["actor"], "apikey:admin");
+    assert_eq!(
+        changes["changes"][3]["after"]["note"],
+        "approved by <b>IT</b>"
+    );
+
+    // An admin session needs the session's CSRF token in a header.
+    app.store
+        .create_user(
+            "root",
+            Role::Admin,
+            &auth::hash_password(PASSWORD).unwrap(),
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let (csrf_cookie, csrf) = app.login_form().await;
+    let response = app
+        .post_form(
+            "/login",
+            &csrf_cookie,
+            &[
+                ("username", "root"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ],
+        )
+        .await;
+    let session = cookie_pair(&set_cookie(&response, "shadowai_session").unwrap());
+    let unsanction = json!({"product": "ollama.ollama"});
+    let refused = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions/remove",
+            &[("cookie", &session)],
+            &unsanction,
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let html = text(app.get("/", &[("cookie", &session)]).await).await;
+    let token = between(&html, "name=\"csrf\" value=\"", "\"")
+        .unwrap()
+        .to_owned();
+    let accepted = app
+        .send_json(
+            "POST",
+            "/api/v1/policy/sanctions/remove",
+            &[("cookie", &session), ("x-csrf-token", &token)],
+            &unsanction,
+        )
+        .await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let changes = json_body(
+        app.get("/api/v1/policy/changes?limit=1", &admin_headers)
+            .await,
+    )
+    .await;
+    assert_eq!(changes["changes"][0]["actor"], "user:root");
+    assert_eq!(changes["changes"][0]["kind"], "sanction.remove");
+}

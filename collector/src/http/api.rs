@@ -1,4 +1,4 @@
-//! The JSON API under `/api/v1/`. Any role may read. Authentication is a bearer API key
+//! The JSON API under `/api/v1/`: the read-only listings (triage calls are in `triage.rs`). Any role may read. Authentication is a bearer API key
 //! (`Authorization: Bearer sak_...`) or the dashboard's session cookie.
 //!
 //! Listings are newest first and paged by an opaque `cursor` (the `next_cursor` of the previous
@@ -31,14 +31,29 @@ const STATUSES: [&str; 3] = ["open", "acknowledged", "resolved"];
 pub(super) enum ApiError {
     Unauthenticated,
     BadRequest(String),
+    /// Authenticated, but the role (or a missing CSRF token) does not allow this.
+    Forbidden(String),
     NotFound,
+    /// The record exists already (or no longer), or the action does not apply to its state.
+    Conflict(String),
     Internal,
 }
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        warn!(error = %error, "api store error");
-        ApiError::Internal
+        match error {
+            StoreError::NotFound { entity } => {
+                debug!(entity, "api: not found");
+                ApiError::NotFound
+            }
+            StoreError::Conflict { entity } => {
+                ApiError::Conflict(format!("{entity} already exists"))
+            }
+            error => {
+                warn!(error = %error, "api store error");
+                ApiError::Internal
+            }
+        }
     }
 }
 
@@ -47,7 +62,9 @@ impl IntoResponse for ApiError {
         let (status, message) = match self {
             ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated".to_owned()),
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error".to_owned(),
@@ -70,7 +87,20 @@ struct ErrorBody {
 
 /// Authenticates a call and returns the caller's role: a bearer API key if an Authorization header
 /// is present (and then only that), otherwise the session cookie.
-async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Role, ApiError> {
+pub(super) async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Role, ApiError> {
+    Ok(caller(state, headers).await?.role)
+}
+
+/// Who is calling: their role, a name for the audit trail (`apikey:NAME`, `user:NAME`) and, for a
+/// session, the CSRF token its state-changing calls must carry.
+pub(super) struct Caller {
+    pub role: Role,
+    pub name: String,
+    pub session_csrf: Option<String>,
+}
+
+/// Authenticates a call (see `authenticate`).
+pub(super) async fn caller(state: &HttpState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let now = now_ms();
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let token = value
@@ -91,10 +121,18 @@ async fn authenticate(state: &HttpState, headers: &HeaderMap) -> Result<Role, Ap
             debug!("api call with unknown or revoked key");
             return Err(ApiError::Unauthenticated);
         };
-        return Ok(key.role);
+        return Ok(Caller {
+            role: key.role,
+            name: format!("apikey:{}", key.name),
+            session_csrf: None,
+        });
     }
     match session::current(state, headers, now).await? {
-        Some((user, _)) => Ok(user.role),
+        Some((user, _)) => Ok(Caller {
+            role: user.role,
+            name: format!("user:{}", user.user_name),
+            session_csrf: Some(user.csrf_token),
+        }),
         None => Err(ApiError::Unauthenticated),
     }
 }
@@ -105,6 +143,15 @@ pub(super) struct AlertParams {
     cursor: Option<String>,
     status: Option<String>,
     product: Option<String>,
+    severity: Option<String>,
+    reason: Option<String>,
+    category: Option<String>,
+    group: Option<String>,
+    host: Option<String>,
+    user: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    suppressed: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,7 +162,7 @@ pub(super) struct ObservationParams {
     product: Option<String>,
 }
 
-fn limit(text: Option<&str>) -> Result<u32, ApiError> {
+pub(super) fn limit(text: Option<&str>) -> Result<u32, ApiError> {
     let Some(text) = text else {
         return Ok(DEFAULT_LIMIT);
     };
@@ -127,7 +174,7 @@ fn limit(text: Option<&str>) -> Result<u32, ApiError> {
         })
 }
 
-fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError> {
+pub(super) fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError> {
     text.map(|t| {
         t.parse()
             .map_err(|_| ApiError::BadRequest("cursor is not valid".to_owned()))
@@ -135,7 +182,7 @@ fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError> {
     .transpose()
 }
 
-fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
+pub(super) fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
     match text {
         Some(p) if p.is_empty() || p.len() > MAX_PRODUCT => Err(ApiError::BadRequest(format!(
             "product must be 1 to {MAX_PRODUCT} bytes"
@@ -144,13 +191,13 @@ fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
     }
 }
 
-fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+pub(super) fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     params
         .map(|Query(params)| params)
         .map_err(|_| ApiError::BadRequest("query parameters are not valid".to_owned()))
 }
 
-/// `GET /api/v1/alerts?limit=&cursor=&status=&product=`
+/// `GET /api/v1/alerts?limit=&cursor=&status=&product=&severity=&reason=&category=&group=&host=&user=&since=&until=&suppressed=`
 pub(super) async fn alerts(
     State(state): State<HttpState>,
     headers: HeaderMap,
@@ -173,7 +220,18 @@ pub(super) async fn alerts(
         status,
         product: product(params.product)?,
     };
-    let page = state.store.list_alerts(&request).await?;
+    let filters = super::api_policy::alert_filters(
+        params.severity,
+        params.reason,
+        params.category,
+        params.group,
+        params.host,
+        params.user,
+        params.since,
+        params.until,
+        params.suppressed,
+    )?;
+    let page = state.store.list_alerts_filtered(&request, &filters).await?;
     Ok(Json(AlertList {
         alerts: page.items.iter().map(AlertJson::new).collect(),
         next_cursor: page.next.map(|c| c.to_string()),
@@ -216,7 +274,7 @@ pub(super) struct AlertList {
 }
 
 #[derive(Serialize)]
-struct AlertJson {
+pub(super) struct AlertJson {
     id: Uuid,
     agent_id: Uuid,
     host: String,
@@ -234,8 +292,10 @@ struct AlertJson {
     first_seen: Option<String>,
     last_seen: Option<String>,
     count: i64,
-    first_observation_id: Uuid,
-    last_observation_id: Uuid,
+    first_observation_id: Option<Uuid>,
+    last_observation_id: Option<Uuid>,
+    explanation: String,
+    suppressed_by: Option<Uuid>,
 }
 
 #[derive(Serialize)]
@@ -247,7 +307,7 @@ struct AlertProcessJson {
 }
 
 impl AlertJson {
-    fn new(alert: &Alert) -> Self {
+    pub(super) fn new(alert: &Alert) -> Self {
         let process = alert.process.as_ref();
         AlertJson {
             id: alert.id,
@@ -274,6 +334,8 @@ impl AlertJson {
             count: alert.count,
             first_observation_id: alert.first_observation_id,
             last_observation_id: alert.last_observation_id,
+            explanation: alert.explanation.clone(),
+            suppressed_by: alert.suppressed_by,
         }
     }
 }

@@ -12,16 +12,28 @@
 //! - Errors map to HTTP once, here; internal details are logged, never sent.
 //! - Handlers are the shell: they read the clock and pass `now_ms` to the store.
 
+mod access;
 mod api;
+mod api_policy;
 mod dashboard;
+mod metrics;
+mod pages;
+pub mod reports;
 mod session;
-mod view;
+mod throttle;
+mod triage;
+pub(crate) mod view;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::connect_info::ConnectInfo;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use time::OffsetDateTime;
 
 use crate::store::Store;
@@ -31,7 +43,7 @@ pub const SESSION_COOKIE: &str = "shadowai_session";
 /// Name of the login form's double-submit CSRF cookie.
 pub const CSRF_COOKIE: &str = "shadowai_csrf";
 
-/// Largest request body any route accepts (forms only; the API is read-only).
+/// Largest request body any route accepts (forms and triage calls with a note).
 const MAX_BODY_BYTES: usize = 16 * 1024;
 
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; \
@@ -51,11 +63,42 @@ pub struct HttpConfig {
 pub struct HttpState {
     store: Store,
     config: HttpConfig,
+    login_throttle: Arc<throttle::LoginThrottle>,
+    metrics_token: Option<std::sync::Arc<str>>,
 }
 
 impl HttpState {
     pub fn new(store: Store, config: HttpConfig) -> Self {
-        Self { store, config }
+        Self {
+            store,
+            config,
+            login_throttle: Arc::default(),
+            metrics_token: None,
+        }
+    }
+
+    /// A bearer token `/metrics` accepts besides API keys (`[metrics] token_file`).
+    pub fn with_metrics_token(mut self, token: Option<String>) -> Self {
+        self.metrics_token = token.map(std::sync::Arc::from);
+        self
+    }
+}
+
+/// The address of the client's TCP connection (`unknown` when the router runs without one, as in
+/// `oneshot` tests). Forwarding headers are not trusted: behind a reverse proxy this is the proxy.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string()),
+        ))
     }
 }
 
@@ -63,12 +106,64 @@ impl HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/", get(dashboard::alerts))
+        .route("/alerts/bulk", post(triage::bulk_form))
+        .route("/alerts/{id}", get(pages::alert))
+        .route("/alerts/{id}/triage", post(triage::alert_form))
+        .route("/overview", get(pages::overview))
+        .route("/hosts", get(pages::hosts))
+        .route("/hosts/{id}", get(pages::host))
+        .route("/products", get(pages::products))
+        .route("/products/{product}", get(pages::product))
+        .route("/audit", get(pages::audit))
+        .route("/tokens", get(pages::tokens))
+        .route("/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/users", get(pages::users).post(pages::add_user))
+        .route("/users/{id}/access", post(pages::user_access))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts/bulk", post(triage::bulk_api))
+        .route("/api/v1/alerts/{id}", get(triage::alert_api))
+        .route("/api/v1/alerts/{id}/{action}", post(triage::action_api))
+        .route("/api/v1/audit", get(triage::audit_api))
         .route("/api/v1/observations", get(api::observations))
+        .route(
+            "/api/v1/alerts/{id}/observations",
+            get(api_policy::alert_observations),
+        )
+        .route("/api/v1/findings", get(api_policy::findings))
+        .route("/api/v1/policy", get(api_policy::policy))
+        .route("/api/v1/policy/changes", get(api_policy::changes))
+        .route("/api/v1/policy/sanctions", post(api_policy::add_sanction))
+        .route(
+            "/api/v1/policy/sanctions/remove",
+            post(api_policy::remove_sanction),
+        )
+        .route("/api/v1/policy/tenants", post(api_policy::add_tenant))
+        .route(
+            "/api/v1/policy/tenants/{id}",
+            delete(api_policy::remove_tenant),
+        )
+        .route("/api/v1/policy/overrides", post(api_policy::add_override))
+        .route(
+            "/api/v1/policy/overrides/{id}",
+            delete(api_policy::remove_override),
+        )
+        .route(
+            "/api/v1/policy/suppressions",
+            post(api_policy::add_suppression),
+        )
+        .route(
+            "/api/v1/policy/suppressions/{id}",
+            delete(api_policy::lift_suppression),
+        )
+        .route("/api/v1/policy/settings", post(api_policy::set_setting))
+        .route("/api/v1/reports", get(reports::download))
+        .route("/api/v1/reports/runs", get(reports::runs))
+        .route("/api/v1/export", get(reports::export_status))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/static/app.css", get(stylesheet))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

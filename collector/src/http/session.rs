@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use tracing::{debug, info, warn};
 
-use super::{CSRF_COOKIE, HttpState, SESSION_COOKIE, now_ms, view};
+use super::{CSRF_COOKIE, ClientAddress, HttpState, SESSION_COOKIE, now_ms, view};
 use crate::auth;
 use crate::store::{NewSession, SessionUser, StoreError};
 
@@ -123,6 +123,7 @@ pub(super) async fn login_form(State(state): State<HttpState>, headers: HeaderMa
 /// `POST /login`: checks CSRF, then the password; on success a new session and a redirect to `/`.
 pub(super) async fn login(
     State(state): State<HttpState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, FormRejection>,
 ) -> Response {
@@ -151,6 +152,14 @@ pub(super) async fn login(
     let LoginForm {
         username, password, ..
     } = form;
+    if let Some(until) = state.login_throttle.locked_until(&username, &address, now) {
+        debug!(user = %username.escape_debug(), %address, "login refused: locked out");
+        let message = format!(
+            "Too many failed sign-ins for this user or from this address. Try again after {}.",
+            view::rfc3339_seconds(until)
+        );
+        return login_page(&state, StatusCode::TOO_MANY_REQUESTS, csrf, Some(&message));
+    }
     let is_plausible = username.len() <= MAX_USER_NAME && password.len() <= MAX_PASSWORD;
     let user = if is_plausible {
         match state.store.user_by_name(&username).await {
@@ -171,7 +180,10 @@ pub(super) async fn login(
         .await
         .unwrap_or(false);
     let Some(user) = user.filter(|user| matches && is_plausible && !user.disabled) else {
-        debug!(user = %username.escape_debug(), "login refused");
+        state
+            .login_throttle
+            .record_failure(&username, &address, now);
+        debug!(user = %username.escape_debug(), %address, "login refused");
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -196,6 +208,7 @@ pub(super) async fn login(
         // Only housekeeping: the login itself succeeded.
         debug!(error = %error, "expired session cleanup failed");
     }
+    state.login_throttle.record_success(&username);
     info!(user_id = %user.id, "user logged in");
     let secure = state.config.secure_cookies;
     let mut response = Redirect::to("/").into_response();

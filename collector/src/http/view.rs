@@ -118,9 +118,92 @@ pub(super) fn visible_truncated(text: &str, max_chars: usize) -> String {
     }
 }
 
+/// `visible(text)` for multi-line notes: newlines and tabs are kept (the page shows them with
+/// `white-space: pre-wrap`), every other hidden character is made visible.
+pub(super) fn visible_note(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c != '\n' && c != '\t' && is_deceptive(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `key=value&...` with every byte outside the URL-unreserved set percent-encoded; pairs with an
+/// empty value are left out. The result goes into `href` attributes (the template escapes `&`).
+pub(super) fn query_string(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (key, value) in pairs.iter().filter(|(_, value)| !value.is_empty()) {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        percent_encode(&mut out, key);
+        out.push('=');
+        percent_encode(&mut out, value);
+    }
+    out
+}
+
+/// `text` with every byte outside the URL-unreserved set percent-encoded (a path segment).
+pub(super) fn percent_encoded(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    percent_encode(&mut out, text);
+    out
+}
+
+fn percent_encode(out: &mut String, text: &str) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+/// What every signed-in page shows around its content: the navigation, the user, the logout form.
+#[derive(Debug, Clone)]
+pub(super) struct Chrome {
+    pub user_name: String,
+    pub role: &'static str,
+    pub csrf: String,
+    pub is_admin: bool,
+    pub can_triage: bool,
+}
+
+impl Chrome {
+    pub(super) fn new(user: &crate::store::SessionUser) -> Self {
+        use crate::store::Role;
+        Chrome {
+            user_name: visible(&user.user_name),
+            role: user.role.as_str(),
+            csrf: user.csrf_token.clone(),
+            is_admin: user.role >= Role::Admin,
+            can_triage: user.role >= Role::Responder,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_strings_are_percent_encoded() {
+        assert_eq!(
+            query_string(&[("host", "a b&c=<d>"), ("empty", ""), ("sort", "host")]),
+            "host=a%20b%26c%3D%3Cd%3E&sort=host"
+        );
+        assert_eq!(query_string(&[("u", "日")]), "u=%E6%97%A5");
+    }
+
+    #[test]
+    fn notes_keep_line_breaks_only() {
+        assert_eq!(visible_note("a\nb\tc\u{1b}"), "a\nb\tc\\u{1b}");
+    }
 
     fn escape(text: &str) -> String {
         let mut out = String::new();
