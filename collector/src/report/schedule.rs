@@ -1,0 +1,277 @@
+//! Scheduled reports from the collector configuration (`[[reports.schedule]]`): a cron expression
+//! (the `cron` crate: `sec min hour day-of-month month day-of-week [year]`, UTC), a period, formats
+//! and an output directory. Each run writes `<name>-<UTC time>.<format>` (CSV: a directory) and is
+//! recorded in `report_runs`, listed by `GET /api/v1/reports/runs`.
+//!
+//! Run schedules on one collector of a cluster: every collector with the section runs them.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::pseudonym::{Namer, load_or_create_key};
+use super::{Format, ReportRequest};
+use crate::config::ConfigError;
+use crate::store::{ReportRun, Store};
+
+/// One `[[reports.schedule]]` entry as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleFile {
+    name: String,
+    cron: String,
+    #[serde(default = "default_since")]
+    since: String,
+    formats: Vec<String>,
+    output_dir: PathBuf,
+    group: Option<String>,
+    #[serde(default)]
+    pseudonymize: bool,
+}
+
+fn default_since() -> String {
+    "30d".into()
+}
+
+/// The `[reports]` section.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportsFile {
+    #[serde(default)]
+    schedule: Vec<ScheduleFile>,
+}
+
+/// A validated schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub name: String,
+    pub cron: cron::Schedule,
+    /// Period length before the run time.
+    pub length_ms: i64,
+    pub formats: Vec<Format>,
+    pub output_dir: PathBuf,
+    pub group: Option<String>,
+    pub pseudonymize: bool,
+}
+
+impl ReportsFile {
+    pub fn validate(self) -> Result<Vec<Schedule>, ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid {
+            key: "reports.schedule",
+            problem,
+        };
+        let mut schedules: Vec<Schedule> = Vec::new();
+        for entry in self.schedule {
+            let is_name = !entry.name.is_empty()
+                && entry.name.len() <= 64
+                && entry
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !is_name {
+                return Err(invalid(format!(
+                    "name `{}`: use 1 to 64 letters, digits, - or _",
+                    entry.name
+                )));
+            }
+            if schedules.iter().any(|s| s.name == entry.name) {
+                return Err(invalid(format!("name `{}` is used twice", entry.name)));
+            }
+            let cron = cron::Schedule::from_str(&entry.cron).map_err(|e| {
+                invalid(format!(
+                    "{}: cron `{}`: {e} (fields: sec min hour day month weekday)",
+                    entry.name, entry.cron
+                ))
+            })?;
+            let length_ms = super::parse_duration_ms(&entry.since)
+                .map_err(|e| invalid(format!("{}: since {e}", entry.name)))?;
+            if entry.formats.is_empty() {
+                return Err(invalid(format!("{}: formats is empty", entry.name)));
+            }
+            let formats = entry
+                .formats
+                .iter()
+                .map(|f| f.parse::<Format>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid(format!("{}: {e}", entry.name)))?;
+            if let Some(group) = &entry.group {
+                super::check_group(group).map_err(|e| invalid(format!("{}: {e}", entry.name)))?;
+            }
+            schedules.push(Schedule {
+                name: entry.name,
+                cron,
+                length_ms,
+                formats,
+                output_dir: entry.output_dir,
+                group: entry.group,
+                pseudonymize: entry.pseudonymize,
+            });
+        }
+        Ok(schedules)
+    }
+}
+
+/// The first run time strictly after `after_ms` (Unix ms), if the schedule has one.
+pub fn next_run_ms(schedule: &cron::Schedule, after_ms: i64) -> Option<i64> {
+    let after = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(after_ms)?;
+    schedule.after(&after).next().map(|t| t.timestamp_millis())
+}
+
+/// Makes one report of `schedule` for the period ending at `until_ms`, writes every format, and
+/// records the run (also when it failed).
+pub async fn run_once(
+    store: &Store,
+    schedule: &Schedule,
+    data_dir: &Path,
+    until_ms: i64,
+    chain_head: Option<String>,
+) -> ReportRun {
+    let started_at_ms = crate::server::now_ms();
+    let mut files = Vec::new();
+    let result = async {
+        let namer = if schedule.pseudonymize {
+            Namer::keyed(load_or_create_key(data_dir).map_err(|e| format!("pseudonym key: {e}"))?)
+        } else {
+            Namer::plain()
+        };
+        let request = ReportRequest {
+            since_ms: until_ms - schedule.length_ms,
+            until_ms,
+            group: schedule.group.clone(),
+            namer,
+            chain_head,
+        };
+        let report = super::data::build(store, &request, started_at_ms)
+            .await
+            .map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&schedule.output_dir)
+            .map_err(|e| format!("{}: {e}", schedule.output_dir.display()))?;
+        let stamp = stamp(until_ms);
+        for format in &schedule.formats {
+            let rendered = super::render(&report, *format).map_err(|e| e.to_string())?;
+            let name = match format {
+                Format::Csv => format!("{}-{stamp}-csv", schedule.name),
+                _ => format!("{}-{stamp}.{}", schedule.name, format.as_str()),
+            };
+            let written = super::write(&rendered, &schedule.output_dir.join(name))
+                .map_err(|e| e.to_string())?;
+            files.extend(written);
+        }
+        Ok::<(), String>(())
+    }
+    .await;
+    let run = ReportRun {
+        id: uuid::Uuid::now_v7().to_string(),
+        schedule: schedule.name.clone(),
+        started_at_ms,
+        finished_at_ms: crate::server::now_ms(),
+        since_ms: until_ms - schedule.length_ms,
+        until_ms,
+        formats: schedule
+            .formats
+            .iter()
+            .map(|f| f.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        files: serde_json::to_string(&files).unwrap_or_default(),
+        outcome: if result.is_ok() { "ok" } else { "failed" }.into(),
+        error: result.err(),
+    };
+    match &run.error {
+        None => info!(schedule = %run.schedule, files = files.len(), "scheduled report written"),
+        Some(error) => warn!(schedule = %run.schedule, %error, "scheduled report failed"),
+    }
+    if let Err(error) = store.record_report_run(&run).await {
+        warn!(schedule = %run.schedule, error = %error, "cannot record the report run");
+    }
+    run
+}
+
+/// `20261121T070000Z`
+fn stamp(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y%m%dT%H%M%SZ").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// Runs every schedule until `shutdown` turns true.
+pub fn spawn(
+    store: Store,
+    schedules: Vec<Schedule>,
+    data_dir: PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if schedules.is_empty() {
+            return;
+        }
+        let mut next: Vec<Option<i64>> = schedules
+            .iter()
+            .map(|s| next_run_ms(&s.cron, crate::server::now_ms()))
+            .collect();
+        loop {
+            let Some((index, at_ms)) = next
+                .iter()
+                .enumerate()
+                .filter_map(|(i, at)| at.map(|at| (i, at)))
+                .min_by_key(|(_, at)| *at)
+            else {
+                return;
+            };
+            let wait = u64::try_from(at_ms - crate::server::now_ms()).unwrap_or(0);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                _ = shutdown.changed() => return,
+            }
+            let schedule = &schedules[index];
+            run_once(&store, schedule, &data_dir, at_ms, None).await;
+            next[index] = next_run_ms(&schedule.cron, at_ms.max(crate::server::now_ms()));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_are_validated_and_fire_in_utc() {
+        let file: ReportsFile = toml::from_str(
+            "[[schedule]]\nname = \"monthly\"\ncron = \"0 0 7 1 * *\"\nformats = [\"html\", \"csv\"]\noutput_dir = \"/tmp/r\"\n",
+        )
+        .unwrap();
+        let schedules = file.validate().unwrap();
+        assert_eq!(schedules[0].length_ms, 30 * 86_400_000);
+        // 2026-11-21T00:00:00Z -> 2026-12-01T07:00:00Z
+        assert_eq!(
+            next_run_ms(&schedules[0].cron, 1_795_219_200_000),
+            Some(1_796_108_400_000)
+        );
+        for (text, expected) in [
+            (
+                "[[schedule]]\nname = \"a b\"\ncron = \"0 0 7 1 * *\"\nformats = [\"html\"]\noutput_dir = \"/r\"\n",
+                "letters",
+            ),
+            (
+                "[[schedule]]\nname = \"a\"\ncron = \"every day\"\nformats = [\"html\"]\noutput_dir = \"/r\"\n",
+                "cron",
+            ),
+            (
+                "[[schedule]]\nname = \"a\"\ncron = \"0 0 7 1 * *\"\nformats = [\"docx\"]\noutput_dir = \"/r\"\n",
+                "unknown format",
+            ),
+            (
+                "[[schedule]]\nname = \"a\"\ncron = \"0 0 7 1 * *\"\nformats = []\noutput_dir = \"/r\"\n",
+                "empty",
+            ),
+        ] {
+            let file: ReportsFile = toml::from_str(text).unwrap();
+            let error = file.validate().unwrap_err().to_string();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+}
