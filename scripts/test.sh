@@ -12,8 +12,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The network lab (tests/netlab, tests/tests/e2e/netlab.rs): namespaces, servers and real clients.
 # dnsmasq-base is the dnsmasq binary without the `dnsmasq` package's system service (which would
 # try to take port 53 of the machine); the lab runs its own dnsmasq inside a namespace.
+# The dashboard's browser tests (tests/tests/e2e/browser.rs) drive chromium through chromium-driver.
 SYSTEM_PACKAGES=(postgresql
-    iproute2 ethtool tcpdump tshark dnsmasq-base dnsutils gnutls-bin openssl curl wget chromium nodejs)
+    iproute2 ethtool tcpdump tshark dnsmasq-base dnsutils gnutls-bin openssl curl wget chromium nodejs
+    chromium-driver rpm binutils adduser systemd rsyslog poppler-utils)
+# The packaging test (scripts/test-packaging.sh): rpm for rpmbuild, binutils for strip, adduser and
+# systemd (systemd-analyze verify) for installing the .deb for real.
+# Reports and SIEM export (collector/tests/reports.rs): a real syslog receiver, and poppler's
+# pdftoppm/pdftotext to render and read the PDF report.
 
 started_all=$SECONDS
 step_started=$SECONDS
@@ -113,6 +119,8 @@ install_system_packages
 
 # the network lab's test fails (instead of skipping) when this machine cannot run it
 export SHADOWAI_REQUIRE_NETLAB=1
+# and so do the dashboard's browser tests without chromium and chromedriver
+export SHADOWAI_REQUIRE_BROWSER=1
 
 step "PostgreSQL for the tests"
 choose_postgres
@@ -128,6 +136,12 @@ cargo build --workspace --bins --locked
 
 step "cargo test"
 cargo test --workspace --locked --no-fail-fast
+
+step "deployment definitions (Helm chart, compose, Dockerfile, dashboards)"
+bash scripts/test-deploy.sh target/debug/shadowai-collector
+
+step "Linux packages (dpkg -i, upgrade, purge; rpm build)"
+bash scripts/test-packaging.sh target/debug
 
 step "done"
 printf 'all checks passed in %ss\n' "$((SECONDS - started_all))"

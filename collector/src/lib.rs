@@ -8,10 +8,17 @@
 pub mod auth;
 pub mod catalogs;
 pub mod config;
+pub mod dashboard_tls;
+pub mod evidence;
+pub mod export;
 pub mod http;
 pub mod identity;
 pub mod ingest;
+pub mod loadgen;
+pub mod metrics;
+pub mod policy;
 pub mod quickstart;
+pub mod report;
 pub mod server;
 pub mod store;
 pub mod tokens;

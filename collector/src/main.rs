@@ -10,10 +10,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use shadowai_collector::config::{ListenOverrides, Overrides, Settings};
 use shadowai_collector::identity::CertificateAuthority;
+use shadowai_collector::ingest::limits::Admission;
 use shadowai_collector::ingest::{AgentApi, CatalogRelease, IngestConfig};
 use shadowai_collector::server::{self, Bound, now_ms};
-use shadowai_collector::store::{Role, Store};
-use shadowai_collector::{auth, catalogs, http, quickstart, tokens};
+use shadowai_collector::store::{ExpectedRoot, Role, Store};
+use shadowai_collector::{
+    auth, catalogs, dashboard_tls, evidence, http, loadgen, metrics, policy, quickstart, tokens,
+};
 
 #[derive(Parser)]
 #[command(
@@ -62,6 +65,52 @@ enum Command {
         #[command(subcommand)]
         command: AgentCommand,
     },
+    /// The alert policy: sanctioned products, tenant rules, severity overrides, suppressions.
+    Policy {
+        #[command(subcommand)]
+        command: policy::cli::PolicyCommand,
+    },
+    /// Check the evidence hash chain; print its head. Exit 1 naming the first broken record.
+    Verify {
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// A root recorded earlier (`SEQ:HASH`, as verify prints it) that must still be there.
+        #[arg(long, value_name = "SEQ:HASH")]
+        expect_root: Option<String>,
+    },
+    /// Simulated agents over real gRPC and mTLS against a running collector (benchmarks, load tests).
+    Loadgen(loadgen::LoadgenArgs),
+    /// Online backup of the SQLite database into a new file (PostgreSQL: use pg_dump).
+    Backup {
+        /// The backup file to create (it must not exist).
+        #[arg(long, value_name = "FILE")]
+        to: std::path::PathBuf,
+    },
+    /// The leadership evidence report (HTML, PDF, CSV or JSON); docs/REPORTS.md explains it.
+    Report(ReportArgs),
+}
+
+#[derive(clap::Args)]
+struct ReportArgs {
+    /// Start of the period: a length before --until (30d, 12h, 2w) or a time (RFC 3339, YYYY-MM-DD).
+    #[arg(long, default_value = "30d")]
+    since: String,
+    /// End of the period (RFC 3339 or YYYY-MM-DD) [default: now].
+    #[arg(long)]
+    until: Option<String>,
+    /// html, pdf, csv or json.
+    #[arg(long, default_value = "html")]
+    format: String,
+    /// Only hosts of this group.
+    #[arg(long)]
+    group: Option<String>,
+    /// Replace users and hosts by stable keyed hashes (key: report-pseudonym.key in the data dir).
+    #[arg(long)]
+    pseudonymize: bool,
+    /// Output file; for csv a directory (one file per table).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: std::path::PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -354,8 +403,114 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 }
             }
         }
+        Command::Policy { command } => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            let (store, _) = open(&settings).await?;
+            policy::cli::run(&store, command, now_ms())
+                .await
+                .map_err(|error| match error {
+                    policy::admin::PolicyError::Invalid(message) => Failure::Usage(message),
+                    policy::admin::PolicyError::Store(error) => {
+                        Failure::Runtime(anyhow::Error::new(error).context("policy"))
+                    }
+                })?;
+        }
+        Command::Verify { json, expect_root } => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            let expected = expect_root
+                .map(|text| text.parse::<ExpectedRoot>())
+                .transpose()
+                .map_err(|e| Failure::Usage(format!("--expect-root: {e}")))?;
+            verify(&settings, expected, json).await?;
+        }
+        Command::Loadgen(args) => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            let ca_path = args
+                .ca
+                .clone()
+                .unwrap_or_else(|| settings.data_dir.join("ca.pem"));
+            let ca_der = loadgen::read_ca(&ca_path)?;
+            let store = if args.token.is_none() || args.raw_rows.is_some() {
+                Some(open(&settings).await?)
+            } else {
+                None
+            };
+            let token = match (&args.token, &store) {
+                (Some(token), _) => token.clone(),
+                (None, Some((store, ca))) => {
+                    let lifetime = Some(time::Duration::hours(12));
+                    tokens::create(store, ca, "loadgen", lifetime, None, "loadgen").await?
+                }
+                (None, None) => return Err(Failure::Usage("--token is required".into())),
+            };
+            let setup = loadgen::Setup {
+                ca_der,
+                token,
+                store: store.map(|(store, _)| store),
+            };
+            let report = loadgen::run(&args, setup).await?;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&report).context("cannot encode the report")?
+                );
+            } else {
+                print!("{report}");
+            }
+        }
+        Command::Backup { to } => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            let (store, _) = open(&settings).await?;
+            match store.backup_sqlite(&to).await {
+                Ok(()) => println!("backup written to {}", to.display()),
+                Err(
+                    error @ (shadowai_collector::store::BackupError::NotSqlite
+                    | shadowai_collector::store::BackupError::Exists(_)
+                    | shadowai_collector::store::BackupError::Path),
+                ) => return Err(Failure::Usage(error.to_string())),
+                Err(error) => {
+                    return Err(Failure::Runtime(
+                        anyhow::Error::new(error).context("backup failed"),
+                    ));
+                }
+            }
+        }
+        Command::Report(args) => {
+            let settings = settings(&cli.common, &no_listen, any_grpc)?;
+            report(&settings, args).await?;
+        }
     }
     Ok(())
+}
+
+/// `verify`: prints the report; a broken chain is an error (exit 1) after the report.
+async fn verify(
+    settings: &Settings,
+    expected: Option<ExpectedRoot>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let store = Store::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("database {}", redact_url(&settings.database_url)))?;
+    let report = store
+        .verify(expected)
+        .await
+        .context("cannot read the evidence chain")?;
+    if json {
+        println!("{}", evidence::render_json(&report));
+    } else {
+        print!("{}", evidence::render_text(&report));
+    }
+    match &report.broken {
+        None => Ok(()),
+        Some(broken) => anyhow::bail!(
+            "evidence chain broken at {} {} (chain {}, seq {})",
+            broken.table,
+            broken.id.escape_debug(),
+            broken.chain.escape_debug(),
+            broken.seq
+        ),
+    }
 }
 
 /// Parses `30m`, `12h`, `7d` or `never`.
@@ -383,8 +538,57 @@ fn parse_lifetime(text: &str) -> Result<Option<time::Duration>, String> {
     Ok(Some(lifetime))
 }
 
+/// `report`: builds the report and writes it.
+async fn report(settings: &Settings, args: ReportArgs) -> Result<(), Failure> {
+    use shadowai_collector::report::{self, Format, ReportRequest, pseudonym};
+    let now = now_ms();
+    let (since_ms, until_ms) =
+        report::period(&args.since, args.until.as_deref(), now).map_err(Failure::Usage)?;
+    let format: Format = args.format.parse().map_err(Failure::Usage)?;
+    if let Some(group) = &args.group {
+        report::check_group(group).map_err(|e| Failure::Usage(format!("--group: {e}")))?;
+    }
+    let namer = if args.pseudonymize {
+        let key = pseudonym::load_or_create_key(&settings.data_dir)
+            .context("cannot read or create the pseudonym key")?;
+        pseudonym::Namer::keyed(key)
+    } else {
+        pseudonym::Namer::plain()
+    };
+    let (store, _) = open(settings).await?;
+    let request = ReportRequest {
+        since_ms,
+        until_ms,
+        group: args.group,
+        namer,
+        chain_head: None,
+    };
+    let built = report::data::build(&store, &request, now)
+        .await
+        .context("cannot read the evidence")?;
+    let rendered = tokio::task::spawn_blocking(move || report::render(&built, format))
+        .await
+        .context("the renderer stopped")?
+        .context("cannot render the report")?;
+    let files = report::write(&rendered, &args.output).context("cannot write the report")?;
+    for file in files {
+        println!("{file}");
+    }
+    Ok(())
+}
+
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
     let (store, ca) = open(settings).await?;
+    http::reports::set_data_dir(settings.data_dir.clone());
+    let exporter = shadowai_collector::export::Exporter::spawn(store.clone(), &settings.export)
+        .context("SIEM export")?;
+    let (stop_schedules, schedules_stopped) = tokio::sync::watch::channel(false);
+    let scheduler = shadowai_collector::report::schedule::spawn(
+        store.clone(),
+        settings.report_schedules.clone(),
+        settings.data_dir.clone(),
+        schedules_stopped,
+    );
     let bound = Bound::bind(settings.grpc_listen, settings.http_listen).await?;
     let api = AgentApi::new(
         store.clone(),
@@ -394,21 +598,70 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
             heartbeat_interval_seconds: settings.heartbeat_interval_seconds,
             ..Default::default()
         },
-    );
+    )
+    .with_admission(Arc::new(Admission::new(settings.ingest_limits)));
     let tls = server::agent_tls_config(&ca, &settings.server_names)?;
-    let router = http::router(http::HttpState::new(
-        store,
-        http::HttpConfig {
-            secure_cookies: settings.secure_cookies,
-        },
+    tokio::spawn(policy::sweep_every_minute(store.clone()));
+    let jobs = tokio::spawn(evidence::run_jobs(
+        store.clone(),
+        evidence::EvidenceSchedule::from_settings(settings),
+        std::future::pending(),
     ));
-    eprintln!(
-        "agents: https://{} (mTLS); dashboard: http://{}/",
-        bound.grpc_addr, bound.http_addr
+    let dashboard_tls = settings
+        .dashboard_tls
+        .as_ref()
+        .map(|tls| dashboard_tls::server_config(tls, &ca, &settings.server_names))
+        .transpose()?;
+    let metrics_token = settings
+        .metrics_token_file
+        .as_deref()
+        .map(read_metrics_token)
+        .transpose()?;
+    let _fleet_metrics =
+        metrics::spawn_fleet_refresh(store.clone(), settings.heartbeat_interval_seconds);
+    let router = http::router(
+        http::HttpState::new(
+            store,
+            http::HttpConfig {
+                secure_cookies: settings.secure_cookies,
+            },
+        )
+        .with_metrics_token(metrics_token),
     );
-    bound
+    eprintln!(
+        "agents: https://{} (mTLS); dashboard: {}://{}/",
+        bound.grpc_addr,
+        if dashboard_tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        bound.http_addr
+    );
+    let served = bound
+        .with_dashboard_tls(dashboard_tls)
         .serve(api, tls, router, quickstart::shutdown_signal())
-        .await
+        .await;
+    jobs.abort();
+    let _ = stop_schedules.send(true);
+    let _ = scheduler.await;
+    exporter.shutdown().await;
+    served
+}
+
+/// Reads the `/metrics` bearer token: one line of at least 32 visible ASCII characters.
+fn read_metrics_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the metrics token file {}", path.display()))?;
+    let token = text.trim();
+    if token.len() < 32 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        anyhow::bail!(
+            "{}: the metrics token must be one line of at least 32 visible ASCII characters \
+             (e.g. `openssl rand -hex 32`)",
+            path.display()
+        );
+    }
+    Ok(token.to_owned())
 }
 
 #[cfg(test)]

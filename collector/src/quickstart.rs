@@ -106,8 +106,12 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
             heartbeat_interval_seconds: 10,
             ..Default::default()
         },
-    );
+    )
+    .with_admission(Arc::new(crate::ingest::limits::Admission::new(
+        settings.ingest_limits,
+    )));
     let tls = server::agent_tls_config(&ca, &settings.server_names)?;
+    let sweep = tokio::spawn(crate::policy::sweep_every_minute(store.clone()));
     let router = http::router(http::HttpState::new(
         store.clone(),
         http::HttpConfig {
@@ -118,6 +122,12 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
     let mut serving = tokio::spawn(bound.serve(api, tls, router, async move {
         let _ = stop_receiver.await;
     }));
+    // Evidence chain roots and retention, as `serve` runs them (ended with the runtime).
+    tokio::spawn(crate::evidence::run_jobs(
+        store.clone(),
+        crate::evidence::EvidenceSchedule::from_settings(&settings),
+        std::future::pending(),
+    ));
 
     let out = std::io::stdout();
     let mut out = out.lock();
@@ -186,6 +196,7 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
     }
     let _ = stop_sender.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), serving).await;
+    sweep.abort();
     println!("stopped");
     outcome
 }

@@ -10,6 +10,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -25,7 +26,7 @@ use tonic::transport::server::Connected;
 use tracing::{debug, info, warn};
 
 use crate::identity::{CertificateAuthority, fingerprint, unix_ms};
-use crate::ingest::{AgentApi, validate::MAX_MESSAGE_BYTES};
+use crate::ingest::{AgentApi, limits::Admission, validate::MAX_MESSAGE_BYTES};
 
 /// How long a client may take to finish the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -133,19 +134,40 @@ pub fn agent_tls_config(
 }
 
 /// Accepts TCP connections and completes TLS handshakes in the background, yielding ready
-/// connections. Bounded: at most `MAX_CONCURRENT_HANDSHAKES` at a time, each with a timeout.
+/// connections. Bounded: at most `MAX_CONCURRENT_HANDSHAKES` at a time, each with a timeout, at the
+/// default handshake rate.
 pub fn tls_incoming(
     listener: TcpListener,
     config: Arc<rustls::ServerConfig>,
+) -> ReceiverStream<Result<TlsConnection, io::Error>> {
+    tls_incoming_paced(listener, config, Arc::new(Admission::default()))
+}
+
+/// [`tls_incoming`] at the handshake rate of `admission`: the accept loop takes one token per
+/// connection and, when there is none, waits before accepting the next. Connections beyond the
+/// rate stay in the kernel's accept queue (bounded by the listen backlog; a full queue makes
+/// clients retry their SYN), so a reconnecting fleet is admitted at a steady rate.
+pub fn tls_incoming_paced(
+    listener: TcpListener,
+    config: Arc<rustls::ServerConfig>,
+    admission: Arc<Admission>,
 ) -> ReceiverStream<Result<TlsConnection, io::Error>> {
     let (sender, receiver) = mpsc::channel(64);
     let acceptor = TlsAcceptor::from(config);
     let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_HANDSHAKES));
     tokio::spawn(async move {
+        let mut handshakes = admission.handshake_bucket(std::time::Instant::now());
         loop {
             let Ok(permit) = permits.clone().acquire_owned().await else {
                 return;
             };
+            while let Err(wait) = handshakes.try_take(1.0, std::time::Instant::now()) {
+                admission
+                    .counters
+                    .handshakes_paced
+                    .fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(wait).await;
+            }
             let (tcp, remote_addr) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(error) => {
@@ -155,6 +177,10 @@ pub fn tls_incoming(
                     continue;
                 }
             };
+            admission
+                .counters
+                .handshakes_admitted
+                .fetch_add(1, Ordering::Relaxed);
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let sender = sender.clone();
@@ -203,6 +229,9 @@ pub fn agent_service(api: AgentApi) -> AgentServiceServer<AgentApi> {
 
 /// tonic answers OUT_OF_RANGE for a message over the decoding limit; the contract says a too-large
 /// message is RESOURCE_EXHAUSTED. This layer rewrites that one code on trailers-only responses.
+/// It also turns a protobuf decoding failure (a malformed message, invalid UTF-8 in a `string`
+/// field), which tonic reports as INTERNAL, into INVALID_ARGUMENT: the caller sent it, not a bug
+/// of ours (the message, which names the field, is kept).
 #[derive(Clone)]
 pub struct TooLargeIsResourceExhausted<S>(S);
 
@@ -240,10 +269,23 @@ where
                     .headers_mut()
                     .insert("grpc-status", http::HeaderValue::from_static("8"));
             }
+            let internal = http::HeaderValue::from_static("13");
+            let is_decode_error = response
+                .headers()
+                .get("grpc-message")
+                .is_some_and(|m| m.as_bytes().starts_with(DECODE_ERROR_MESSAGE));
+            if response.headers().get("grpc-status") == Some(&internal) && is_decode_error {
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static("3"));
+            }
             Ok(response)
         })
     }
 }
+
+/// How tonic's protobuf codec starts the (percent-encoded) message of a decoding failure.
+const DECODE_ERROR_MESSAGE: &[u8] = b"failed%20to%20decode%20Protobuf%20message";
 
 /// Listeners bound and ready to serve.
 pub struct Bound {
@@ -253,6 +295,7 @@ pub struct Bound {
     pub http_addr: SocketAddr,
     grpc_listener: TcpListener,
     http_listener: TcpListener,
+    http_tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Bound {
@@ -269,7 +312,14 @@ impl Bound {
             http_addr: http_listener.local_addr()?,
             grpc_listener,
             http_listener,
+            http_tls: None,
         })
+    }
+
+    /// Serves the dashboard and API over TLS with `config` (see `dashboard_tls`).
+    pub fn with_dashboard_tls(mut self, config: Option<Arc<rustls::ServerConfig>>) -> Self {
+        self.http_tls = config;
+        self
     }
 
     /// Serves agents and the dashboard until `shutdown` completes, then drains in-flight calls.
@@ -283,28 +333,26 @@ impl Bound {
         let (stop_sender, _) = tokio::sync::broadcast::channel::<()>(1);
         let mut grpc_stop = stop_sender.subscribe();
         let mut http_stop = stop_sender.subscribe();
-        let incoming = tls_incoming(self.grpc_listener, tls);
+        let incoming = tls_incoming_paced(self.grpc_listener, tls, api.admission().clone());
         let grpc = tonic::transport::Server::builder()
             .timeout(Duration::from_secs(30))
             .http2_keepalive_interval(Some(Duration::from_secs(60)))
+            .layer(crate::metrics::GrpcMetricsLayer)
             .layer(TooLargeIsResourceExhaustedLayer)
             .add_service(agent_service(api))
             .serve_with_incoming_shutdown(incoming, async move {
                 let _ = grpc_stop.recv().await;
             });
-        let http = axum::serve(
-            self.http_listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop.recv().await;
-        });
+        let http =
+            crate::dashboard_tls::serve(self.http_listener, self.http_tls, router, async move {
+                let _ = http_stop.recv().await;
+            });
         info!(grpc = %self.grpc_addr, http = %self.http_addr, "collector serving");
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_sender.send(());
         });
-        let (grpc, http) = tokio::join!(grpc, http.into_future());
+        let (grpc, http) = tokio::join!(grpc, http);
         grpc.context("agent listener failed")?;
         http.context("dashboard listener failed")?;
         Ok(())

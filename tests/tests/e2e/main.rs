@@ -8,10 +8,16 @@
 #![allow(clippy::unwrap_used)]
 
 mod access;
+mod browser;
+mod browser_driver;
 mod catalog_update;
 mod channel;
 mod hostile;
+mod limits;
 mod netlab;
+mod observability;
 mod quickstart;
+mod resilience;
 mod runtime;
+mod scale;
 mod support;

@@ -115,13 +115,18 @@ pub struct ProcessGuard {
 impl ProcessGuard {
     /// Starts `command` with stdout and stderr captured line by line (kept for failure reports).
     pub fn spawn(name: &str, command: &mut Command) -> ProcessGuard {
+        ProcessGuard::try_spawn(name, command)
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"))
+    }
+
+    /// Like [`ProcessGuard::spawn`], returning the error (e.g. `ETXTBSY` for a binary another
+    /// thread's child still holds open for writing) so that the caller can retry.
+    pub fn try_spawn(name: &str, command: &mut Command) -> std::io::Result<ProcessGuard> {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let mut child = command.spawn()?;
         let logs = Arc::new(Mutex::new(Vec::new()));
         if let Some(stdout) = child.stdout.take() {
             collect_lines(stdout, "out", Arc::clone(&logs));
@@ -129,11 +134,11 @@ impl ProcessGuard {
         if let Some(stderr) = child.stderr.take() {
             collect_lines(stderr, "err", Arc::clone(&logs));
         }
-        ProcessGuard {
+        Ok(ProcessGuard {
             name: name.to_owned(),
             child: Some(child),
             logs,
-        }
+        })
     }
 
     pub fn pid(&self) -> u32 {
