@@ -268,17 +268,17 @@ impl Worker {
             }
             // A shutdown lets the batch in flight finish (within SHUTDOWN_GRACE) and records it:
             // abandoning a batch the receiver already took would send it again after a restart.
-            let send = self.transport.send(&events);
-            tokio::pin!(send);
-            let result = tokio::select! {
-                result = &mut send => result,
-                _ = self.shutdown.changed() => {
-                    match tokio::time::timeout(SHUTDOWN_GRACE, &mut send).await {
-                        Ok(result) => result,
-                        Err(_) => break,
+            let result = {
+                let send = self.transport.send(&events);
+                tokio::pin!(send);
+                tokio::select! {
+                    result = &mut send => Some(result),
+                    _ = self.shutdown.changed() => {
+                        tokio::time::timeout(SHUTDOWN_GRACE, &mut send).await.ok()
                     }
                 }
             };
+            let Some(result) = result else { break };
             match result {
                 Ok(()) => {
                     failures = 0;
