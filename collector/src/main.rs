@@ -295,10 +295,10 @@ async fn dispatch(cli: Cli) -> Result<(), Failure> {
                 },
         } => {
             let settings = settings(&cli.common, &no_listen, any_grpc)?;
-            let lifetime = parse_lifetime(&expires).map_err(Failure::Usage)?;
-            if group.is_empty() || group.len() > 128 {
-                return Err(Failure::Usage("--group must be 1 to 128 bytes".into()));
-            }
+            let lifetime = tokens::parse_lifetime(&expires)
+                .map_err(|message| Failure::Usage(format!("--expires: {message}")))?;
+            tokens::check(&group, max_uses)
+                .map_err(|error| Failure::Usage(format!("--group/--max-uses: {error}")))?;
             let (store, ca) = open(&settings).await?;
             let token = tokens::create(&store, &ca, &group, lifetime, max_uses, "cli").await?;
             println!("{token}");
@@ -513,31 +513,6 @@ async fn verify(
     }
 }
 
-/// Parses `30m`, `12h`, `7d` or `never`.
-fn parse_lifetime(text: &str) -> Result<Option<time::Duration>, String> {
-    if text == "never" {
-        return Ok(None);
-    }
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
-    let number: i64 = number
-        .parse()
-        .map_err(|_| format!("--expires `{text}`: use e.g. 30m, 12h, 7d or never"))?;
-    let lifetime = match unit {
-        "m" => time::Duration::minutes(number),
-        "h" => time::Duration::hours(number),
-        "d" => time::Duration::days(number),
-        _ => {
-            return Err(format!(
-                "--expires `{text}`: use e.g. 30m, 12h, 7d or never"
-            ));
-        }
-    };
-    if number <= 0 {
-        return Err(format!("--expires `{text}` must be positive"));
-    }
-    Ok(Some(lifetime))
-}
-
 /// `report`: builds the report and writes it.
 async fn report(settings: &Settings, args: ReportArgs) -> Result<(), Failure> {
     use shadowai_collector::report::{self, Format, ReportRequest, pseudonym};
@@ -667,15 +642,6 @@ fn read_metrics_token(path: &std::path::Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn lifetimes() {
-        assert_eq!(parse_lifetime("7d").unwrap(), Some(time::Duration::days(7)));
-        assert_eq!(parse_lifetime("never").unwrap(), None);
-        assert!(parse_lifetime("7").is_err());
-        assert!(parse_lifetime("-1h").is_err());
-        assert!(parse_lifetime("").is_err());
-    }
 
     #[test]
     fn database_passwords_are_not_shown() {
