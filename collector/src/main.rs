@@ -601,7 +601,8 @@ async fn serve(settings: &Settings) -> anyhow::Result<()> {
                 secure_cookies: settings.secure_cookies,
             },
         )
-        .with_metrics_token(metrics_token),
+        .with_metrics_token(metrics_token)
+        .with_enrollment_pin(ca.pin()),
     );
     eprintln!(
         "agents: https://{} (mTLS); dashboard: {}://{}/",

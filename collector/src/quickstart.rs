@@ -112,12 +112,15 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
     )));
     let tls = server::agent_tls_config(&ca, &settings.server_names)?;
     let sweep = tokio::spawn(crate::policy::sweep_every_minute(store.clone()));
-    let router = http::router(http::HttpState::new(
-        store.clone(),
-        http::HttpConfig {
-            secure_cookies: settings.secure_cookies,
-        },
-    ));
+    let router = http::router(
+        http::HttpState::new(
+            store.clone(),
+            http::HttpConfig {
+                secure_cookies: settings.secure_cookies,
+            },
+        )
+        .with_enrollment_pin(ca.pin()),
+    );
     let (stop_sender, stop_receiver) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(bound.serve(api, tls, router, async move {
         let _ = stop_receiver.await;

@@ -117,7 +117,7 @@ async fn app_with(config: HttpConfig) -> App {
         .await
         .unwrap();
     App {
-        router: router(HttpState::new(store.clone(), config)),
+        router: router(HttpState::new(store.clone(), config).with_enrollment_pin("pin".into())),
         store,
         api_key,
         agent_id,
@@ -1067,4 +1067,406 @@ async fn policy_changes_need_an_admin_and_are_audited() {
     .await;
     assert_eq!(changes["changes"][0]["actor"], "user:root");
     assert_eq!(changes["changes"][0]["kind"], "sanction.remove");
+}
+
+// ------------------------------------------------------------------------------- admin forms
+
+impl App {
+    /// Adds a user with `role`, signs them in; returns the session cookie and the page CSRF token.
+    async fn session_as(&self, name: &str, role: Role) -> (String, String) {
+        self.store
+            .create_user(
+                name,
+                role,
+                &auth::hash_password(PASSWORD).unwrap(),
+                now_ms(),
+            )
+            .await
+            .unwrap();
+        let (csrf_cookie, csrf) = self.login_form().await;
+        let response = self
+            .post_form(
+                "/login",
+                &csrf_cookie,
+                &[("username", name), ("password", PASSWORD), ("csrf", &csrf)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let session = cookie_pair(&set_cookie(&response, "shadowai_session").unwrap());
+        let html = text(self.get("/overview", &[("cookie", &session)]).await).await;
+        let token = between(&html, "name=\"csrf\" value=\"", "\"")
+            .unwrap()
+            .to_owned();
+        (session, token)
+    }
+
+    /// Posts a form; asserts the redirect to `to` (POST-redirect-GET).
+    async fn post_done(&self, uri: &str, cookie: &str, form: &[(&str, &str)], to: &str) {
+        let response = self.post_form(uri, cookie, form).await;
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{uri} {form:?}");
+        assert_eq!(response.headers()[header::LOCATION], to, "{uri}");
+    }
+
+    async fn change_kinds(&self) -> Vec<(String, String)> {
+        self.store
+            .list_policy_changes(100, None)
+            .await
+            .unwrap()
+            .into_iter()
+            .rev()
+            .map(|c| (c.kind, c.actor))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn admins_change_the_policy_through_the_policy_page_forms() {
+    let app = app().await;
+    let (admin, csrf) = app.session_as("root", Role::Admin).await;
+    let page = app.get("/policy", &[("cookie", &admin)]).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(text(page).await.contains("No product is sanctioned."));
+
+    let c = csrf.as_str();
+    app.post_done(
+        "/policy/sanctions",
+        &admin,
+        &[
+            ("csrf", c),
+            ("product", "ollama.ollama"),
+            ("group", "eng"),
+            ("note", HOSTILE_NAME),
+        ],
+        "/policy",
+    )
+    .await;
+    app.post_done(
+        "/policy/tenants",
+        &admin,
+        &[
+            ("csrf", c),
+            ("product", "microsoft.azure-openai"),
+            ("tenant", "Contoso"),
+        ],
+        "/policy",
+    )
+    .await;
+    app.post_done(
+        "/policy/overrides",
+        &admin,
+        &[
+            ("csrf", c),
+            ("reason", "sensor_silent"),
+            ("severity", "high"),
+        ],
+        "/policy",
+    )
+    .await;
+    app.post_done(
+        "/policy/suppressions",
+        &admin,
+        &[
+            ("csrf", c),
+            ("reason", "new_product"),
+            ("owner", HOSTILE_HOST),
+            ("days", "30"),
+            ("note", "pilot"),
+        ],
+        "/policy",
+    )
+    .await;
+    app.post_done(
+        "/policy/settings",
+        &admin,
+        &[
+            ("csrf", c),
+            ("name", "consumer_use_threshold"),
+            ("value", "5"),
+        ],
+        "/policy",
+    )
+    .await;
+
+    let policy = app.store.read_policy(now_ms()).await.unwrap();
+    assert_eq!(policy.sanctions[0].product, "ollama.ollama");
+    assert_eq!(policy.sanctions[0].group, "eng");
+    assert_eq!(policy.sanctions[0].note, HOSTILE_NAME);
+    assert_eq!(policy.sanctions[0].category, "local_model_runtime");
+    assert_eq!(policy.tenants[0].tenant, "contoso");
+    assert_eq!(policy.overrides[0].reason, "sensor_silent");
+    assert_eq!(policy.settings.consumer_use_threshold, 5);
+    let suppressions = app.store.list_suppressions().await.unwrap();
+    assert_eq!(suppressions[0].owner, HOSTILE_HOST);
+    assert!(suppressions[0].is_active(now_ms()));
+
+    // Hostile strings are shown escaped, in the tables and in the change log.
+    let html = text(app.get("/policy", &[("cookie", &admin)]).await).await;
+    assert!(!html.contains("<script>alert"), "{html}");
+    assert!(!html.contains("host<b>"));
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(html.contains("sanction.add") && html.contains("user:root"));
+
+    // A refused change says why and changes nothing.
+    let refused = app
+        .post_form(
+            "/policy/sanctions",
+            &admin,
+            &[("csrf", c), ("product", "Not An Id")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    assert!(text(refused).await.contains("must be a product id"));
+    let too_long = app
+        .post_form(
+            "/policy/suppressions",
+            &admin,
+            &[
+                ("csrf", c),
+                ("reason", "new_product"),
+                ("owner", "x"),
+                ("days", "400"),
+            ],
+        )
+        .await;
+    assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
+
+    // Removal, each through its form.
+    app.post_done(
+        "/policy/sanctions/remove",
+        &admin,
+        &[("csrf", c), ("product", "ollama.ollama"), ("group", "eng")],
+        "/policy",
+    )
+    .await;
+    let tenant = format!("/policy/tenants/{}/remove", policy.tenants[0].id);
+    app.post_done(&tenant, &admin, &[("csrf", c)], "/policy")
+        .await;
+    let override_ = format!("/policy/overrides/{}/remove", policy.overrides[0].id);
+    app.post_done(&override_, &admin, &[("csrf", c)], "/policy")
+        .await;
+    let lift = format!("/policy/suppressions/{}/lift", suppressions[0].id);
+    app.post_done(&lift, &admin, &[("csrf", c)], "/policy")
+        .await;
+    let again = app.post_form(&lift, &admin, &[("csrf", c)]).await;
+    assert_eq!(again.status(), StatusCode::NOT_FOUND);
+
+    let policy = app.store.read_policy(now_ms()).await.unwrap();
+    assert!(policy.sanctions.is_empty() && policy.tenants.is_empty());
+    assert!(policy.overrides.is_empty());
+    let suppressions = app.store.list_suppressions().await.unwrap();
+    assert!(suppressions[0].lifted_at_ms.is_some());
+    let changes = app.change_kinds().await;
+    let kinds: Vec<&str> = changes.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "sanction.add",
+            "tenant.add",
+            "override.add",
+            "suppression.add",
+            "setting.set",
+            "sanction.remove",
+            "tenant.remove",
+            "override.remove",
+            "suppression.lift"
+        ]
+    );
+    assert!(changes.iter().all(|(_, actor)| actor == "user:root"));
+    let html = text(app.get("/policy", &[("cookie", &admin)]).await).await;
+    assert!(html.contains("lifted"));
+}
+
+#[tokio::test]
+async fn policy_forms_refuse_other_roles_and_missing_or_wrong_csrf() {
+    let app = app().await;
+    let (responder, responder_csrf) = app.session_as("resp", Role::Responder).await;
+    let (viewer, viewer_csrf) = app.session_as("view", Role::Viewer).await;
+    let (admin, _) = app.session_as("root", Role::Admin).await;
+    for cookie in [&responder, &viewer] {
+        let page = app.get("/policy", &[("cookie", cookie)]).await;
+        assert_eq!(page.status(), StatusCode::FORBIDDEN);
+        assert!(text(page).await.contains("This needs the admin role."));
+        let nav = text(app.get("/overview", &[("cookie", cookie)]).await).await;
+        assert!(!nav.contains("href=\"/policy\""));
+    }
+    let admin_nav = text(app.get("/overview", &[("cookie", &admin)]).await).await;
+    assert!(admin_nav.contains("href=\"/policy\""));
+
+    let tries: [(&str, &str, &str); 5] = [
+        (&responder, &responder_csrf, "responder"),
+        (&viewer, &viewer_csrf, "viewer"),
+        (&admin, "", "missing csrf"),
+        (&admin, "wrong", "wrong csrf"),
+        (&admin, &responder_csrf, "another session's csrf"),
+    ];
+    for (cookie, csrf, who) in tries {
+        for uri in [
+            "/policy/sanctions",
+            "/policy/tenants",
+            "/policy/overrides",
+            "/policy/suppressions",
+            "/policy/settings",
+        ] {
+            let response = app
+                .post_form(
+                    uri,
+                    cookie,
+                    &[
+                        ("csrf", csrf),
+                        ("product", "ollama.ollama"),
+                        ("tenant", "t"),
+                        ("severity", "high"),
+                        ("owner", "me"),
+                        ("days", "3"),
+                        ("name", "consumer_use_threshold"),
+                        ("value", "3"),
+                    ],
+                )
+                .await;
+            assert_eq!(response.status(), StatusCode::FORBIDDEN, "{who} {uri}");
+        }
+    }
+    // Without a session: to the login form.
+    let anonymous = app
+        .post_form("/policy/sanctions", "", &[("product", "ollama.ollama")])
+        .await;
+    assert_eq!(anonymous.status(), StatusCode::SEE_OTHER);
+    assert_eq!(anonymous.headers()[header::LOCATION], "/login");
+    assert!(app.change_kinds().await.is_empty(), "nothing changed");
+    let policy = app.store.read_policy(now_ms()).await.unwrap();
+    assert!(policy.sanctions.is_empty() && policy.tenants.is_empty());
+    assert!(policy.overrides.is_empty());
+    assert_eq!(policy.settings.consumer_use_threshold, 20);
+    assert!(app.store.list_suppressions().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn admins_mark_a_product_sanctioned_from_its_page() {
+    let app = app().await;
+    let (admin, csrf) = app.session_as("root", Role::Admin).await;
+    let html = text(
+        app.get("/products/ollama.ollama", &[("cookie", &admin)])
+            .await,
+    )
+    .await;
+    assert!(html.contains("Mark sanctioned") && html.contains("Not sanctioned for any group."));
+    let responder = app.login().await;
+    let html = text(
+        app.get("/products/ollama.ollama", &[("cookie", &responder)])
+            .await,
+    )
+    .await;
+    assert!(!html.contains("Mark sanctioned"));
+
+    for group in ["", "eng"] {
+        app.post_done(
+            "/policy/sanctions",
+            &admin,
+            &[
+                ("csrf", &csrf),
+                ("from", "product"),
+                ("product", "ollama.ollama"),
+                ("group", group),
+                ("note", "approved <b>by CISO</b>"),
+            ],
+            "/products/ollama.ollama",
+        )
+        .await;
+    }
+    let html = text(
+        app.get("/products/ollama.ollama", &[("cookie", &admin)])
+            .await,
+    )
+    .await;
+    assert!(html.contains("every group") && html.contains("<td>eng</td>"));
+    assert!(html.contains("approved &lt;b&gt;by CISO&lt;/b&gt;"));
+    assert!(!html.contains("<b>by CISO"));
+    app.post_done(
+        "/policy/sanctions/remove",
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("from", "product"),
+            ("product", "ollama.ollama"),
+            ("group", "eng"),
+        ],
+        "/products/ollama.ollama",
+    )
+    .await;
+    let policy = app.store.read_policy(now_ms()).await.unwrap();
+    assert_eq!(policy.sanctions.len(), 1);
+    assert_eq!(policy.sanctions[0].group, "");
+    let changes = app.change_kinds().await;
+    assert_eq!(changes.len(), 3);
+}
+
+#[tokio::test]
+async fn admins_create_an_enrollment_token_shown_once() {
+    let app = app().await;
+    let (admin, csrf) = app.session_as("root", Role::Admin).await;
+    let response = app
+        .post_form(
+            "/tokens",
+            &admin,
+            &[
+                ("csrf", &csrf),
+                ("group", "mdm<i>"),
+                ("max_uses", "2"),
+                ("expires", "7d"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let html = text(response).await;
+    let token = between(&html, "<code id=\"new-token\">", "</code>")
+        .unwrap()
+        .to_owned();
+    assert!(
+        token.starts_with("sa1.") && token.ends_with(".pin"),
+        "{token}"
+    );
+    assert!(html.contains("mdm&lt;i&gt;"));
+    let id = token.split('.').nth(1).unwrap();
+    let tokens = app.store.list_enrollment_tokens(10).await.unwrap();
+    let created = tokens.iter().find(|t| t.token_id == id).unwrap();
+    assert_eq!(created.group, "mdm<i>");
+    assert_eq!(created.max_uses, Some(2));
+    assert!(created.expires_at_ms.unwrap() > now_ms() + 6 * 86_400_000);
+    let secret = token.split('.').nth(2).unwrap();
+    let listing = text(app.get("/tokens", &[("cookie", &admin)]).await).await;
+    assert!(
+        listing.contains(id) && !listing.contains(secret),
+        "shown once"
+    );
+
+    for (form, status) in [
+        (
+            [("csrf", csrf.as_str()), ("group", ""), ("expires", "7d")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            [("csrf", csrf.as_str()), ("group", "g"), ("expires", "7w")],
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            [("csrf", "wrong"), ("group", "g"), ("expires", "7d")],
+            StatusCode::FORBIDDEN,
+        ),
+    ] {
+        let response = app.post_form("/tokens", &admin, &form).await;
+        assert_eq!(response.status(), status, "{form:?}");
+    }
+    let responder = app.login().await;
+    let html = text(app.get("/overview", &[("cookie", &responder)]).await).await;
+    let responder_csrf = between(&html, "name=\"csrf\" value=\"", "\"").unwrap();
+    let refused = app
+        .post_form(
+            "/tokens",
+            &responder,
+            &[("csrf", responder_csrf), ("group", "g"), ("expires", "7d")],
+        )
+        .await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(app.store.list_enrollment_tokens(10).await.unwrap().len(), 2);
 }

@@ -18,6 +18,7 @@ mod api_policy;
 mod dashboard;
 mod metrics;
 mod pages;
+mod policy_page;
 pub mod reports;
 mod session;
 mod throttle;
@@ -65,6 +66,9 @@ pub struct HttpState {
     config: HttpConfig,
     login_throttle: Arc<throttle::LoginThrottle>,
     metrics_token: Option<std::sync::Arc<str>>,
+    /// The collector CA's pin, which enrollment tokens made on the tokens page carry; without it
+    /// the page only lists and revokes.
+    enrollment_pin: Option<Arc<str>>,
 }
 
 impl HttpState {
@@ -74,7 +78,14 @@ impl HttpState {
             config,
             login_throttle: Arc::default(),
             metrics_token: None,
+            enrollment_pin: None,
         }
+    }
+
+    /// Lets admins create enrollment tokens on the tokens page (`pin`: the collector CA's pin).
+    pub fn with_enrollment_pin(mut self, pin: String) -> Self {
+        self.enrollment_pin = Some(Arc::from(pin));
+        self
     }
 
     /// A bearer token `/metrics` accepts besides API keys (`[metrics] token_file`).
@@ -115,7 +126,29 @@ pub fn router(state: HttpState) -> Router {
         .route("/products", get(pages::products))
         .route("/products/{product}", get(pages::product))
         .route("/audit", get(pages::audit))
-        .route("/tokens", get(pages::tokens))
+        .route("/policy", get(policy_page::policy))
+        .route("/policy/sanctions", post(policy_page::add_sanction))
+        .route(
+            "/policy/sanctions/remove",
+            post(policy_page::remove_sanction),
+        )
+        .route("/policy/tenants", post(policy_page::add_tenant))
+        .route(
+            "/policy/tenants/{id}/remove",
+            post(policy_page::remove_tenant),
+        )
+        .route("/policy/overrides", post(policy_page::add_override))
+        .route(
+            "/policy/overrides/{id}/remove",
+            post(policy_page::remove_override),
+        )
+        .route("/policy/suppressions", post(policy_page::add_suppression))
+        .route(
+            "/policy/suppressions/{id}/lift",
+            post(policy_page::lift_suppression),
+        )
+        .route("/policy/settings", post(policy_page::set_setting))
+        .route("/tokens", get(pages::tokens).post(pages::create_token))
         .route("/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/users", get(pages::users).post(pages::add_user))
         .route("/users/{id}/access", post(pages::user_access))

@@ -15,12 +15,14 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::dashboard::{AgentView, AlertView, assignable};
+use super::policy_page::{SanctionView, categories};
 use super::view::Chrome;
 use super::{HttpState, access, now_ms, view};
 use crate::auth;
 use crate::store::{
     AlertFilter, AlertSort, PageCursor, Resolution, Role, StoreError, StoredObservation,
 };
+use crate::tokens::{self, TokenError};
 
 const DAY_MS: i64 = 86_400_000;
 /// Days in the overview's trend chart.
@@ -645,6 +647,11 @@ pub(super) async fn products(State(state): State<HttpState>, headers: HeaderMap)
 struct ProductPage {
     chrome: Chrome,
     product: String,
+    /// The product id as the sanction forms send it back (askama escapes it in the attribute).
+    raw_product: String,
+    /// Its sanctions, for admins (who also get the forms).
+    sanctions: Vec<SanctionView>,
+    categories: Vec<&'static str>,
     alerts_href: String,
     hosts: Vec<AlertView>,
     users: Vec<String>,
@@ -687,8 +694,24 @@ pub(super) async fn product(
         .collect();
     users.sort();
     users.dedup();
+    let sanctions = if user.role >= Role::Admin {
+        match state.store.read_policy(now_ms()).await {
+            Ok(policy) => policy
+                .sanctions
+                .iter()
+                .filter(|s| s.product == product)
+                .map(SanctionView::new)
+                .collect(),
+            Err(error) => return store_failed(&error),
+        }
+    } else {
+        Vec::new()
+    };
     let page = ProductPage {
         chrome: Chrome::new(&user),
+        raw_product: product.clone(),
+        sanctions,
+        categories: categories(),
         alerts_href: format!(
             "/?{}",
             view::query_string(&[("product", &product), ("status", "all")])
@@ -800,6 +823,11 @@ pub(super) async fn audit(
 struct TokensPage {
     chrome: Chrome,
     tokens: Vec<TokenView>,
+    /// Whether this server holds the CA pin new tokens carry.
+    can_create: bool,
+    lifetimes: Vec<(&'static str, &'static str)>,
+    /// A token just created: its group and its text (shown once).
+    created: Option<(String, String)>,
 }
 
 struct TokenView {
@@ -813,10 +841,12 @@ struct TokenView {
     can_revoke: bool,
 }
 
-/// `GET /tokens`: enrollment tokens (never their secrets) with revocation (admins). Tokens are
-/// created with `shadowai-collector token create`, which prints the secret once.
-pub(super) async fn tokens(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let user = signed_in!(access::page_user_with(&state, &headers, Role::Admin).await);
+/// The tokens page; `created` is a new token's text, shown on this answer only.
+async fn tokens_page(
+    state: &HttpState,
+    user: &crate::store::SessionUser,
+    created: Option<(String, String)>,
+) -> Response {
     let now = now_ms();
     let tokens = match state.store.list_enrollment_tokens(500).await {
         Ok(tokens) => tokens,
@@ -854,10 +884,108 @@ pub(super) async fn tokens(State(state): State<HttpState>, headers: HeaderMap) -
     view::render(
         StatusCode::OK,
         &TokensPage {
-            chrome: Chrome::new(&user),
+            chrome: Chrome::new(user),
             tokens,
+            can_create: state.enrollment_pin.is_some(),
+            lifetimes: TOKEN_LIFETIMES.to_vec(),
+            created,
         },
     )
+}
+
+/// The lifetimes the create form offers: (value for `tokens::parse_lifetime`, label).
+const TOKEN_LIFETIMES: [(&str, &str); 5] = [
+    ("1d", "1 day"),
+    ("7d", "7 days"),
+    ("30d", "30 days"),
+    ("90d", "90 days"),
+    ("never", "never"),
+];
+
+/// `GET /tokens`: enrollment tokens (never their secrets) with revocation and creation (admins).
+pub(super) async fn tokens(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let user = signed_in!(access::page_user_with(&state, &headers, Role::Admin).await);
+    tokens_page(&state, &user, None).await
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TokenForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    group: String,
+    /// `""` for unlimited.
+    #[serde(default)]
+    max_uses: String,
+    #[serde(default)]
+    expires: String,
+}
+
+/// `POST /tokens`: creates an enrollment token (admins). Its text is on this answer only (never
+/// logged, never stored: the store keeps the secret's SHA-256), like `token create` prints it once.
+pub(super) async fn create_token(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Response {
+    let user = signed_in!(access::page_user(&state, &headers).await);
+    let Ok(Form(form)) = form else {
+        return view::message_page(
+            StatusCode::BAD_REQUEST,
+            "Not done",
+            "The form was not valid.",
+        );
+    };
+    if let Some(response) = access::check_form_csrf(&user, &form.csrf) {
+        return response;
+    }
+    if user.role < Role::Admin {
+        return access::forbidden_page(Role::Admin);
+    }
+    let Some(pin) = state.enrollment_pin.clone() else {
+        return view::message_page(
+            StatusCode::CONFLICT,
+            "Not done",
+            "This server cannot create tokens; use shadowai-collector token create.",
+        );
+    };
+    let max_uses = match form.max_uses.trim() {
+        "" => None,
+        text => match text.parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                return view::message_page(
+                    StatusCode::BAD_REQUEST,
+                    "Not done",
+                    "Max uses must be a whole number (or empty for unlimited).",
+                );
+            }
+        },
+    };
+    let lifetime = match tokens::parse_lifetime(&form.expires) {
+        Ok(lifetime) => lifetime,
+        Err(message) => return view::message_page(StatusCode::BAD_REQUEST, "Not done", &message),
+    };
+    let group = form.group.trim();
+    match tokens::create_with_pin(
+        &state.store,
+        &pin,
+        group,
+        lifetime,
+        max_uses,
+        &user.user_name,
+    )
+    .await
+    {
+        Ok(token) => {
+            info!(user_id = %user.user_id, "enrollment token created from the dashboard");
+            tokens_page(&state, &user, Some((view::visible(group), token))).await
+        }
+        Err(TokenError::Invalid(message)) => {
+            view::message_page(StatusCode::BAD_REQUEST, "Not done", &message)
+        }
+        Err(TokenError::Store(error)) => store_failed(&error),
+    }
 }
 
 #[derive(Debug, Deserialize)]
