@@ -25,6 +25,8 @@ use crate::store::{PolicyActor, PolicyRuleKind, Role, SessionUser, StoreError};
 const DAY_MS: i64 = 86_400_000;
 /// Policy changes the page shows.
 const RECENT_CHANGES: u32 = 50;
+/// Expired and lifted suppressions the page shows (newest first; the API lists them all).
+const ENDED_SUPPRESSIONS: usize = 100;
 /// Characters of a change's before/after record the page shows.
 const CHANGE_CHARS: usize = 300;
 
@@ -205,10 +207,11 @@ pub(super) async fn policy(State(state): State<HttpState>, headers: HeaderMap) -
         Ok(found) => found,
         Err(error) => return store_failed(&error),
     };
-    let (active, ended): (Vec<_>, Vec<_>) = suppressions
+    let (active, mut ended): (Vec<_>, Vec<_>) = suppressions
         .iter()
         .map(|s| SuppressionView::new(s, now))
         .partition(|s| s.state == "active");
+    ended.truncate(ENDED_SUPPRESSIONS);
     let settings = SETTING_SPECS
         .iter()
         .map(|spec| SettingView {
