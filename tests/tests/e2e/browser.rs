@@ -18,8 +18,8 @@ use prost::Message;
 use serde_json::{Value, json};
 use shadowai_collector::auth;
 use shadowai_collector::store::{
-    AlertFilter, EnrollAgent, Heartbeat, NewEnrollmentToken, NewObservation, ObservedProcess, Role,
-    Signal, Store, TriageAction, TriageContext,
+    AlertFilter, EnrollAgent, Heartbeat, NewEnrollmentToken, NewObservation, NewTenantRule,
+    ObservedProcess, PolicyActor, Role, Signal, Store, TriageAction, TriageContext,
 };
 use shadowai_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -334,6 +334,7 @@ async fn run_dashboard_scenario(dir: &Path, database_url: &str, backend: &str) {
             "product",
             vec![HOST, PROCESS_USER],
         ),
+        ("/policy".to_owned(), "policy", vec![NOTE, GROUP, ADMIN]),
         ("/audit".to_owned(), "audit", vec![NOTE, HOST]),
         ("/tokens".to_owned(), "tokens", vec![GROUP]),
         ("/users".to_owned(), "users", vec![HOSTILE_USER]),
@@ -455,6 +456,35 @@ async fn run_dashboard_scenario(dir: &Path, database_url: &str, backend: &str) {
         .await
         .expect("queue");
     assert_eq!(acknowledged.total, 2, "both laptop-002 alerts acknowledged");
+
+    // --- an admin marks a product sanctioned for a group from its page, with a hostile reason
+    // (group "research" has no host here, so no alert of the scenario changes)
+    browser
+        .goto(&format!("{base}/products/{PRODUCT_CHATGPT}"))
+        .await;
+    browser.type_into("#sanction-group", "research").await;
+    browser.type_into("#sanction-note", NOTE).await;
+    browser.click_and_wait("#mark-sanctioned").await;
+    assert_eq!(
+        path_of(&browser.current_url().await),
+        format!("/products/{PRODUCT_CHATGPT}"),
+        "the form returns to the product page"
+    );
+    assert_nothing_ran(&browser, "product page after sanctioning").await;
+    assert!(
+        browser.body_text().await.contains(NOTE),
+        "reason shown literally"
+    );
+    let policy = store.read_policy(now_ms()).await.expect("policy");
+    assert!(
+        policy
+            .sanctions
+            .iter()
+            .any(|s| s.product == PRODUCT_CHATGPT && s.group == "research" && s.note == NOTE),
+        "sanction stored: {:?}",
+        policy.sanctions
+    );
+    shots.save(&browser, "product-sanctioned").await;
 
     // --- a forged cross-site POST from another origin changes nothing
     let attacker = Attacker::start(&base, seeded.claude_alert).await;
@@ -726,6 +756,23 @@ async fn seed(store: &Store) -> Seeded {
     }
     let agent_id = enroll(store, HOST, GROUP).await;
     let now = now_ms();
+    // A policy rule with hostile text for the policy page (a product no seeded alert is about).
+    store
+        .add_tenant_rule(
+            &NewTenantRule {
+                product: "microsoft.azure-openai".into(),
+                tenant: "contoso".into(),
+                group: GROUP.into(),
+                note: NOTE.into(),
+            },
+            &PolicyActor {
+                who: format!("user:{ADMIN}"),
+                from: "192.0.2.9".into(),
+            },
+            now,
+        )
+        .await
+        .expect("tenant rule");
     store
         .record_heartbeat(
             agent_id,
