@@ -561,7 +561,6 @@ async fn report(settings: &Settings, args: ReportArgs) -> Result<(), Failure> {
         until_ms,
         group: args.group,
         namer,
-        chain_head: None,
     };
     let built = report::data::build(&store, &request, now)
         .await

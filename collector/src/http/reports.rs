@@ -112,7 +112,6 @@ pub(super) async fn download(
         until_ms,
         group: params.group.clone(),
         namer,
-        chain_head: None,
     };
     let built = report::data::build(&state.store, &request, now).await?;
     let table = params.table.clone();
