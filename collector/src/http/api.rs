@@ -5,8 +5,9 @@
 //! page). Times are RFC 3339 UTC strings with milliseconds.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub(super) enum ApiError {
     NotFound,
     /// The record exists already (or no longer), or the action does not apply to its state.
     Conflict(String),
+    /// The body is over the router's limit (`MAX_BODY_BYTES`).
+    PayloadTooLarge,
     Internal,
 }
 
@@ -65,6 +68,13 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body must be at most {} KiB",
+                    super::MAX_BODY_BYTES / 1024
+                ),
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error".to_owned(),
@@ -184,11 +194,36 @@ pub(super) fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError>
 
 pub(super) fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
     match text {
-        Some(p) if p.is_empty() || p.len() > MAX_PRODUCT => Err(ApiError::BadRequest(format!(
-            "product must be 1 to {MAX_PRODUCT} bytes"
-        ))),
+        // Control characters never occur in a product id, and PostgreSQL refuses NUL in text.
+        Some(p) if p.is_empty() || p.len() > MAX_PRODUCT || p.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(format!(
+                "product must be 1 to {MAX_PRODUCT} bytes without control characters"
+            )))
+        }
         other => Ok(other),
     }
+}
+
+/// A path segment that must be a UUID (axum's own rejection, e.g. for invalid percent-encoding,
+/// would answer in plain text).
+pub(super) fn path_uuid(
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> Result<Uuid, ApiError> {
+    path.ok()
+        .and_then(|Path(text)| Uuid::try_parse(&text).ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{what} must be a UUID")))
+}
+
+/// A request body within the router's limit.
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("the body could not be read".to_owned())
+        }
+    })
 }
 
 pub(super) fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
