@@ -1069,6 +1069,95 @@ async fn policy_changes_need_an_admin_and_are_audited() {
     assert_eq!(changes["changes"][0]["kind"], "sanction.remove");
 }
 
+#[tokio::test]
+async fn api_lists_hosts_with_alert_counts() {
+    let app = app().await;
+    let auth = bearer(&app.api_key);
+    let response = app.get("/api/v1/hosts", &[("authorization", &auth)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    let hosts = body["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{body}");
+    let host = &hosts[0];
+    assert_eq!(host["agent_id"], app.agent_id.to_string());
+    // verbatim: JSON is data, escaping is the reader's job
+    assert_eq!(host["hostname"], HOSTILE_HOST);
+    assert_eq!(host["group"], "laptops");
+    assert_eq!(host["os"], "linux");
+    assert_eq!(host["agent_version"], "0.1.0");
+    assert_eq!(host["state"], "reporting");
+    assert!(host["last_seen"].as_str().unwrap().ends_with('Z'));
+    let alerts = host["alerts"].as_i64().unwrap();
+    assert!(
+        alerts >= 1,
+        "the ollama observation raised an alert: {host}"
+    );
+    assert_eq!(host["unresolved_alerts"].as_i64().unwrap(), alerts);
+    assert_eq!(body["next_offset"], Value::Null);
+
+    // a second host, and pages of one
+    app.store
+        .enroll_agent(&EnrollAgent {
+            token_id: "tok".into(),
+            secret_sha256: "secret".into(),
+            agent_id: Uuid::now_v7(),
+            cert_fingerprint: "fp2".into(),
+            cert_expires_at_ms: now_ms() + 1_000_000,
+            hostname: "aaa-first".into(),
+            os: "macos".into(),
+            os_version: "15".into(),
+            arch: "arm64".into(),
+            agent_version: "0.1.0".into(),
+            remote_addr: "192.0.2.2".into(),
+            now_ms: now_ms(),
+        })
+        .await
+        .unwrap();
+    let page = |query: &'static str| {
+        let auth = auth.clone();
+        let app = &app;
+        async move {
+            json_body(
+                app.get(
+                    &format!("/api/v1/hosts?{query}"),
+                    &[("authorization", &auth)],
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let first = page("limit=1").await;
+    assert_eq!(first["hosts"][0]["hostname"], "aaa-first");
+    assert_eq!(first["hosts"][0]["alerts"], 0);
+    assert_eq!(first["next_offset"], 1);
+    let second = page("limit=1&offset=1").await;
+    assert_eq!(second["hosts"][0]["hostname"], HOSTILE_HOST);
+    assert_eq!(second["next_offset"], Value::Null);
+    assert_eq!(page("offset=5").await["hosts"], json!([]));
+
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "offset=-1",
+        "offset=x",
+        "offset=4294967296",
+    ] {
+        let response = app
+            .get(
+                &format!("/api/v1/hosts?{query}"),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+    assert_eq!(
+        app.get("/api/v1/hosts", &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
 /// Hostile input that once got a crash, a 500, plain text or the wrong status: each answer is now
 /// a documented JSON error (what `openapi.json` says and schemathesis checks).
 #[tokio::test]

@@ -302,6 +302,90 @@ pub(super) async fn observations(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct HostParams {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// `GET /api/v1/hosts?limit=&offset=`: enrolled hosts by host name, with their alert counts (the
+/// figures of the `/hosts` page: `Store::list_agents_page` and `Store::alert_counts_by_agent`).
+/// Paged by offset: hosts are ordered by name, which has no time to page on.
+pub(super) async fn hosts(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<HostParams>, QueryRejection>,
+) -> Result<Json<HostList>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let params = query(params)?;
+    let limit = limit(params.limit.as_deref())?;
+    let offset = match params.offset.as_deref() {
+        None => 0,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest("offset must be an integer from 0 to 4294967295".to_owned())
+        })?,
+    };
+    // One more than asked for says whether there is a next page.
+    let (mut agents, counts) = tokio::try_join!(
+        state
+            .store
+            .list_agents_page(i64::from(limit) + 1, i64::from(offset)),
+        state.store.alert_counts_by_agent()
+    )?;
+    let more = agents.len() > limit as usize;
+    agents.truncate(limit as usize);
+    let now = now_ms();
+    let hosts = agents
+        .iter()
+        .map(|agent| {
+            let count = counts.iter().find(|c| c.agent_id == agent.agent_id);
+            let has_problems = !super::dashboard::problems(&agent.health).is_empty();
+            HostJson {
+                agent_id: agent.agent_id,
+                hostname: agent.hostname.clone(),
+                group: agent.group.clone(),
+                os: agent.os.clone(),
+                os_version: agent.os_version.clone(),
+                arch: agent.arch.clone(),
+                agent_version: agent.agent_version.clone(),
+                catalog_version: agent.catalog_version.clone(),
+                enrolled_at: view::rfc3339_ms(agent.enrolled_at_ms),
+                last_seen: view::rfc3339_ms(agent.last_contact_ms),
+                state: super::dashboard::agent_state(agent, has_problems, now),
+                alerts: count.map_or(0, |c| c.alerts),
+                unresolved_alerts: count.map_or(0, |c| c.unresolved),
+            }
+        })
+        .collect();
+    Ok(Json(HostList {
+        hosts,
+        next_offset: more.then(|| u64::from(offset) + u64::from(limit)),
+    }))
+}
+
+#[derive(Serialize)]
+pub(super) struct HostList {
+    hosts: Vec<HostJson>,
+    next_offset: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct HostJson {
+    agent_id: Uuid,
+    hostname: String,
+    group: String,
+    os: String,
+    os_version: String,
+    arch: String,
+    agent_version: String,
+    catalog_version: String,
+    enrolled_at: Option<String>,
+    last_seen: Option<String>,
+    state: &'static str,
+    alerts: i64,
+    unresolved_alerts: i64,
+}
+
 #[derive(Serialize)]
 pub(super) struct AlertList {
     alerts: Vec<AlertJson>,

@@ -127,6 +127,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/alerts/{id}/{action}", post(triage::action_api))
         .route("/api/v1/audit", get(triage::audit_api))
         .route("/api/v1/observations", get(api::observations))
+        .route("/api/v1/hosts", get(api::hosts))
         .route(
             "/api/v1/alerts/{id}/observations",
             get(api_policy::alert_observations),
