@@ -1069,6 +1069,259 @@ async fn policy_changes_need_an_admin_and_are_audited() {
     assert_eq!(changes["changes"][0]["kind"], "sanction.remove");
 }
 
+// ------------------------------------------------------------------------------------ OpenAPI
+
+/// The router's source: the `/api/v1/` routes it registers are compared with the document.
+const ROUTER_SOURCE: &str = include_str!("../src/http/mod.rs");
+/// Methods an axum method router is built from.
+const METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
+
+/// (method, path) of every `/api/v1/` route registered in `router()`, read from its source: each
+/// `.route("PATH", get(..).post(..))` call.
+fn api_routes_in_router() -> std::collections::BTreeSet<(String, String)> {
+    assert!(
+        !ROUTER_SOURCE.contains(".nest(") && !ROUTER_SOURCE.contains(".merge("),
+        "the router nests or merges routers: teach this test to read them"
+    );
+    let mut routes = std::collections::BTreeSet::new();
+    let mut rest = ROUTER_SOURCE;
+    while let Some(at) = rest.find(".route(") {
+        rest = &rest[at + ".route(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            })
+            .expect("a .route( call closes");
+        let call = &rest[..end];
+        let path = between(call, "\"", "\"").expect("a route path literal");
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        let handlers = &call[call.find(',').expect("a method router") + 1..];
+        let mut found = 0;
+        for method in METHODS {
+            let needle = format!("{method}(");
+            for (at, _) in handlers.match_indices(&needle) {
+                let before = handlers[..at].chars().next_back();
+                if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+                    routes.insert((method.to_owned(), path.to_owned()));
+                    found += 1;
+                }
+            }
+        }
+        assert!(found > 0, "no method found in the route {call:?}");
+    }
+    routes
+}
+
+fn openapi() -> Value {
+    serde_json::from_str(shadowai_collector::http::openapi::DOCUMENT).expect("openapi.json is JSON")
+}
+
+#[test]
+fn openapi_document_lists_exactly_the_routes_of_the_router() {
+    let routes = api_routes_in_router();
+    assert!(
+        routes.len() >= 20,
+        "found only {} API routes in mod.rs: {routes:?}",
+        routes.len()
+    );
+    let document = openapi();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                METHODS.contains(&method.as_str()),
+                "{path}: `{method}` is not an operation"
+            );
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let missing: Vec<_> = routes.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "routes not in openapi.json: {missing:?}; documented but not routed: {extra:?}"
+    );
+}
+
+#[test]
+fn openapi_document_is_of_this_version_and_its_enums_are_the_codes() {
+    use shadowai_collector::policy::rules::{Reason, SETTING_SPECS, Severity};
+    use shadowai_collector::store::{Resolution, TriageAction};
+
+    let document = openapi();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let strings = |values: Vec<&str>| -> Value { json!(values) };
+    let with_any = |values: Vec<&str>| -> Value {
+        let mut all = vec![""];
+        all.extend(values);
+        json!(all)
+    };
+    let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    let signals: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+    let resolutions: Vec<&str> = Resolution::ALL.iter().map(|r| r.as_str()).collect();
+    let categories: Vec<&str> = shadowai_catalog::Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let settings: Vec<&str> = SETTING_SPECS.iter().map(|s| s.name).collect();
+    let actions: Vec<&str> = [
+        TriageAction::Acknowledge,
+        TriageAction::Assign {
+            assignee: String::new(),
+        },
+        TriageAction::Resolve {
+            resolution: Resolution::Duplicate,
+        },
+        TriageAction::Escalate,
+        TriageAction::Comment,
+        TriageAction::Reopen,
+    ]
+    .iter()
+    .map(TriageAction::name)
+    .collect();
+
+    let schema = |name: &str, property: &str| -> Value {
+        let found = &document["components"]["schemas"][name]["properties"][property];
+        assert!(!found.is_null(), "no {name}.{property}");
+        // a nullable enum also lists null
+        let values: Vec<Value> = found["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}.{property} has no enum"))
+            .iter()
+            .filter(|v| !v.is_null())
+            .cloned()
+            .collect();
+        Value::Array(values)
+    };
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name} of {method} {path}"))["schema"]["enum"]
+            .clone()
+    };
+    let expected = [
+        (schema("Alert", "reason"), strings(reasons.clone())),
+        (schema("Alert", "severity"), strings(severities.clone())),
+        (schema("Observation", "signal"), strings(signals.clone())),
+        (schema("Finding", "signal"), strings(signals.clone())),
+        (
+            schema("AlertDetail", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (
+            schema("TriageActionRequest", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (
+            schema("BulkTriageRequest", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (schema("TriageEvent", "action"), strings(actions.clone())),
+        (schema("AuditEvent", "action"), strings(actions.clone())),
+        (
+            schema("BulkTriageRequest", "action"),
+            strings(actions.clone()),
+        ),
+        (schema("Sanction", "category"), strings(categories.clone())),
+        (schema("SanctionRequest", "category"), strings(categories)),
+        (
+            schema("SeverityOverride", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (
+            schema("SeverityOverride", "severity"),
+            strings(severities.clone()),
+        ),
+        (schema("Suppression", "reason"), with_any(reasons.clone())),
+        (
+            schema("OverrideRequest", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (
+            schema("OverrideRequest", "severity"),
+            strings(severities.clone()),
+        ),
+        (
+            schema("SuppressionRequest", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (schema("SettingValue", "name"), strings(settings)),
+        (
+            document["components"]["schemas"]["Policy"]["properties"]["reasons"]["items"]["enum"]
+                .clone(),
+            strings(reasons.clone()),
+        ),
+        (
+            parameter("/api/v1/alerts", "get", "reason"),
+            strings(reasons),
+        ),
+        (
+            parameter("/api/v1/alerts", "get", "severity"),
+            strings(severities),
+        ),
+        (
+            parameter("/api/v1/findings", "get", "signal"),
+            strings(signals),
+        ),
+        (
+            parameter("/api/v1/alerts/{id}/{action}", "post", "action"),
+            strings(actions),
+        ),
+    ];
+    for (i, (documented, code)) in expected.iter().enumerate() {
+        assert_eq!(
+            documented, code,
+            "enum #{i} of openapi.json differs from the code"
+        );
+    }
+    // a setting request is one of the settings, with its bounds
+    let variants = document["components"]["schemas"]["SettingRequest"]["oneOf"]
+        .as_array()
+        .expect("SettingRequest is oneOf the settings");
+    let documented: Vec<(String, i64, i64)> = variants
+        .iter()
+        .map(|v| {
+            let p = &v["properties"];
+            (
+                p["name"]["const"].as_str().unwrap().to_owned(),
+                p["value"]["minimum"].as_i64().unwrap(),
+                p["value"]["maximum"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let code: Vec<(String, i64, i64)> = SETTING_SPECS
+        .iter()
+        .map(|s| (s.name.to_owned(), s.min, s.max))
+        .collect();
+    assert_eq!(documented, code, "settings and bounds of openapi.json");
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_without_authentication() {
+    let app = app().await;
+    let response = app.get("/api/v1/openapi.json", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        text(response).await,
+        shadowai_collector::http::openapi::DOCUMENT
+    );
+}
+
 #[tokio::test]
 async fn api_lists_hosts_with_alert_counts() {
     let app = app().await;
