@@ -35,6 +35,8 @@ enum Command {
     Enroll(commands::enroll::EnrollArgs),
     /// Show enrollment, collector and spool state.
     Status(commands::status::StatusArgs),
+    /// Run the daemon as a Windows service (the MSI installs it so; elsewhere use `run`).
+    Service(commands::service::ServiceArgs),
 }
 
 fn main() -> ExitCode {
@@ -57,6 +59,7 @@ fn main() -> ExitCode {
         Command::Match(args) => commands::matching::run(args),
         Command::Enroll(args) => commands::enroll::run(args),
         Command::Status(args) => commands::status::run(args),
+        Command::Service(args) => commands::service::run(args),
     };
     commands::exit_code(outcome)
 }

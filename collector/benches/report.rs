@@ -68,7 +68,6 @@ fn main() {
             until_ms: NOW,
             group: None,
             namer: Namer::plain(),
-            chain_head: None,
         };
         let mut timings: Vec<Duration> = Vec::new();
         let mut built = None;

@@ -10,7 +10,7 @@ use crate::server::now_ms;
 use crate::store::{RetentionPolicy, Store, VerifyReport};
 
 /// Most chain heads one root pins; the others go into the next root.
-const MAX_ROOT_ENTRIES: u32 = 50_000;
+pub(crate) const MAX_ROOT_ENTRIES: u32 = 50_000;
 /// Unlinked observations adopted per pass.
 const ADOPT_BATCH: u32 = 10_000;
 /// Chains handled per retention pass, and links removed per chain per pass.

@@ -536,7 +536,6 @@ async fn report(settings: &Settings, args: ReportArgs) -> Result<(), Failure> {
         until_ms,
         group: args.group,
         namer,
-        chain_head: None,
     };
     let built = report::data::build(&store, &request, now)
         .await

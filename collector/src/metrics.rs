@@ -538,6 +538,20 @@ pub async fn refresh_fleet(store: &Store, silent_after_ms: i64) {
             tracing::warn!(error = %error, "cannot refresh the fleet metrics");
         }
     }
+    // The lasting dead-letter count is the database's (every collector exporting from it), not
+    // this process's counter.
+    let mut dead_letters = 0;
+    for sink in [crate::export::WEBHOOK_SINK, crate::export::SYSLOG_SINK] {
+        match store.export_totals(sink).await {
+            Ok(totals) => dead_letters += totals.dead_letters,
+            Err(error) => {
+                metrics.fleet_refresh_errors.inc();
+                tracing::warn!(error = %error, sink, "cannot count export dead letters");
+                return;
+            }
+        }
+    }
+    metrics.set_export_dead_letters(dead_letters);
 }
 
 #[cfg(test)]

@@ -1469,4 +1469,463 @@ async fn admins_create_an_enrollment_token_shown_once() {
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.store.list_enrollment_tokens(10).await.unwrap().len(), 2);
+
+// ------------------------------------------------------------------------------------ OpenAPI
+
+/// The router's source: the `/api/v1/` routes it registers are compared with the document.
+const ROUTER_SOURCE: &str = include_str!("../src/http/mod.rs");
+/// Methods an axum method router is built from.
+const METHODS: [&str; 7] = ["get", "post", "put", "delete", "patch", "head", "options"];
+
+/// (method, path) of every `/api/v1/` route registered in `router()`, read from its source: each
+/// `.route("PATH", get(..).post(..))` call.
+fn api_routes_in_router() -> std::collections::BTreeSet<(String, String)> {
+    assert!(
+        !ROUTER_SOURCE.contains(".nest(") && !ROUTER_SOURCE.contains(".merge("),
+        "the router nests or merges routers: teach this test to read them"
+    );
+    let mut routes = std::collections::BTreeSet::new();
+    let mut rest = ROUTER_SOURCE;
+    while let Some(at) = rest.find(".route(") {
+        rest = &rest[at + ".route(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find_map(|(i, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                (depth == 0).then_some(i)
+            })
+            .expect("a .route( call closes");
+        let call = &rest[..end];
+        let path = between(call, "\"", "\"").expect("a route path literal");
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        let handlers = &call[call.find(',').expect("a method router") + 1..];
+        let mut found = 0;
+        for method in METHODS {
+            let needle = format!("{method}(");
+            for (at, _) in handlers.match_indices(&needle) {
+                let before = handlers[..at].chars().next_back();
+                if before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == ':')) {
+                    routes.insert((method.to_owned(), path.to_owned()));
+                    found += 1;
+                }
+            }
+        }
+        assert!(found > 0, "no method found in the route {call:?}");
+    }
+    routes
+}
+
+fn openapi() -> Value {
+    serde_json::from_str(shadowai_collector::http::openapi::DOCUMENT).expect("openapi.json is JSON")
+}
+
+#[test]
+fn openapi_document_lists_exactly_the_routes_of_the_router() {
+    let routes = api_routes_in_router();
+    assert!(
+        routes.len() >= 20,
+        "found only {} API routes in mod.rs: {routes:?}",
+        routes.len()
+    );
+    let document = openapi();
+    let mut documented = std::collections::BTreeSet::new();
+    for (path, item) in document["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            assert!(
+                METHODS.contains(&method.as_str()),
+                "{path}: `{method}` is not an operation"
+            );
+            documented.insert((method.clone(), path.clone()));
+        }
+    }
+    let missing: Vec<_> = routes.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&routes).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "routes not in openapi.json: {missing:?}; documented but not routed: {extra:?}"
+    );
+}
+
+#[test]
+fn openapi_document_is_of_this_version_and_its_enums_are_the_codes() {
+    use shadowai_collector::policy::rules::{Reason, SETTING_SPECS, Severity};
+    use shadowai_collector::store::{Resolution, TriageAction};
+
+    let document = openapi();
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["version"], env!("CARGO_PKG_VERSION"));
+    let strings = |values: Vec<&str>| -> Value { json!(values) };
+    let with_any = |values: Vec<&str>| -> Value {
+        let mut all = vec![""];
+        all.extend(values);
+        json!(all)
+    };
+    let reasons: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+    let severities: Vec<&str> = Severity::ALL.iter().map(|s| s.as_str()).collect();
+    let signals: Vec<&str> = Signal::ALL.iter().map(|s| s.as_str()).collect();
+    let resolutions: Vec<&str> = Resolution::ALL.iter().map(|r| r.as_str()).collect();
+    let categories: Vec<&str> = shadowai_catalog::Category::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let settings: Vec<&str> = SETTING_SPECS.iter().map(|s| s.name).collect();
+    let actions: Vec<&str> = [
+        TriageAction::Acknowledge,
+        TriageAction::Assign {
+            assignee: String::new(),
+        },
+        TriageAction::Resolve {
+            resolution: Resolution::Duplicate,
+        },
+        TriageAction::Escalate,
+        TriageAction::Comment,
+        TriageAction::Reopen,
+    ]
+    .iter()
+    .map(TriageAction::name)
+    .collect();
+
+    let schema = |name: &str, property: &str| -> Value {
+        let found = &document["components"]["schemas"][name]["properties"][property];
+        assert!(!found.is_null(), "no {name}.{property}");
+        // a nullable enum also lists null
+        let values: Vec<Value> = found["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}.{property} has no enum"))
+            .iter()
+            .filter(|v| !v.is_null())
+            .cloned()
+            .collect();
+        Value::Array(values)
+    };
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name} of {method} {path}"))["schema"]["enum"]
+            .clone()
+    };
+    let expected = [
+        (schema("Alert", "reason"), strings(reasons.clone())),
+        (schema("Alert", "severity"), strings(severities.clone())),
+        (schema("Observation", "signal"), strings(signals.clone())),
+        (schema("Finding", "signal"), strings(signals.clone())),
+        (
+            schema("AlertDetail", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (
+            schema("TriageActionRequest", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (
+            schema("BulkTriageRequest", "resolution"),
+            strings(resolutions.clone()),
+        ),
+        (schema("TriageEvent", "action"), strings(actions.clone())),
+        (schema("AuditEvent", "action"), strings(actions.clone())),
+        (
+            schema("BulkTriageRequest", "action"),
+            strings(actions.clone()),
+        ),
+        (schema("Sanction", "category"), strings(categories.clone())),
+        (schema("SanctionRequest", "category"), strings(categories)),
+        (
+            schema("SeverityOverride", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (
+            schema("SeverityOverride", "severity"),
+            strings(severities.clone()),
+        ),
+        (schema("Suppression", "reason"), with_any(reasons.clone())),
+        (
+            schema("OverrideRequest", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (
+            schema("OverrideRequest", "severity"),
+            strings(severities.clone()),
+        ),
+        (
+            schema("SuppressionRequest", "reason"),
+            with_any(reasons.clone()),
+        ),
+        (schema("SettingValue", "name"), strings(settings)),
+        (
+            document["components"]["schemas"]["Policy"]["properties"]["reasons"]["items"]["enum"]
+                .clone(),
+            strings(reasons.clone()),
+        ),
+        (
+            parameter("/api/v1/alerts", "get", "reason"),
+            strings(reasons),
+        ),
+        (
+            parameter("/api/v1/alerts", "get", "severity"),
+            strings(severities),
+        ),
+        (
+            parameter("/api/v1/findings", "get", "signal"),
+            strings(signals),
+        ),
+        (
+            parameter("/api/v1/alerts/{id}/{action}", "post", "action"),
+            strings(actions),
+        ),
+    ];
+    for (i, (documented, code)) in expected.iter().enumerate() {
+        assert_eq!(
+            documented, code,
+            "enum #{i} of openapi.json differs from the code"
+        );
+    }
+    // a setting request is one of the settings, with its bounds
+    let variants = document["components"]["schemas"]["SettingRequest"]["oneOf"]
+        .as_array()
+        .expect("SettingRequest is oneOf the settings");
+    let documented: Vec<(String, i64, i64)> = variants
+        .iter()
+        .map(|v| {
+            let p = &v["properties"];
+            (
+                p["name"]["const"].as_str().unwrap().to_owned(),
+                p["value"]["minimum"].as_i64().unwrap(),
+                p["value"]["maximum"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    let code: Vec<(String, i64, i64)> = SETTING_SPECS
+        .iter()
+        .map(|s| (s.name.to_owned(), s.min, s.max))
+        .collect();
+    assert_eq!(documented, code, "settings and bounds of openapi.json");
+}
+
+#[tokio::test]
+async fn openapi_document_is_served_without_authentication() {
+    let app = app().await;
+    let response = app.get("/api/v1/openapi.json", &[]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    assert_eq!(
+        text(response).await,
+        shadowai_collector::http::openapi::DOCUMENT
+    );
+}
+
+#[tokio::test]
+async fn api_lists_hosts_with_alert_counts() {
+    let app = app().await;
+    let auth = bearer(&app.api_key);
+    let response = app.get("/api/v1/hosts", &[("authorization", &auth)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = json_body(response).await;
+    let hosts = body["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 1, "{body}");
+    let host = &hosts[0];
+    assert_eq!(host["agent_id"], app.agent_id.to_string());
+    // verbatim: JSON is data, escaping is the reader's job
+    assert_eq!(host["hostname"], HOSTILE_HOST);
+    assert_eq!(host["group"], "laptops");
+    assert_eq!(host["os"], "linux");
+    assert_eq!(host["agent_version"], "0.1.0");
+    assert_eq!(host["state"], "reporting");
+    assert!(host["last_seen"].as_str().unwrap().ends_with('Z'));
+    let alerts = host["alerts"].as_i64().unwrap();
+    assert!(
+        alerts >= 1,
+        "the ollama observation raised an alert: {host}"
+    );
+    assert_eq!(host["unresolved_alerts"].as_i64().unwrap(), alerts);
+    assert_eq!(body["next_offset"], Value::Null);
+
+    // a second host, and pages of one
+    app.store
+        .enroll_agent(&EnrollAgent {
+            token_id: "tok".into(),
+            secret_sha256: "secret".into(),
+            agent_id: Uuid::now_v7(),
+            cert_fingerprint: "fp2".into(),
+            cert_expires_at_ms: now_ms() + 1_000_000,
+            hostname: "aaa-first".into(),
+            os: "macos".into(),
+            os_version: "15".into(),
+            arch: "arm64".into(),
+            agent_version: "0.1.0".into(),
+            remote_addr: "192.0.2.2".into(),
+            now_ms: now_ms(),
+        })
+        .await
+        .unwrap();
+    let page = |query: &'static str| {
+        let auth = auth.clone();
+        let app = &app;
+        async move {
+            json_body(
+                app.get(
+                    &format!("/api/v1/hosts?{query}"),
+                    &[("authorization", &auth)],
+                )
+                .await,
+            )
+            .await
+        }
+    };
+    let first = page("limit=1").await;
+    assert_eq!(first["hosts"][0]["hostname"], "aaa-first");
+    assert_eq!(first["hosts"][0]["alerts"], 0);
+    assert_eq!(first["next_offset"], 1);
+    let second = page("limit=1&offset=1").await;
+    assert_eq!(second["hosts"][0]["hostname"], HOSTILE_HOST);
+    assert_eq!(second["next_offset"], Value::Null);
+    assert_eq!(page("offset=5").await["hosts"], json!([]));
+
+    for query in [
+        "limit=0",
+        "limit=1001",
+        "offset=-1",
+        "offset=x",
+        "offset=4294967296",
+    ] {
+        let response = app
+            .get(
+                &format!("/api/v1/hosts?{query}"),
+                &[("authorization", &auth)],
+            )
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+    assert_eq!(
+        app.get("/api/v1/hosts", &[]).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+/// Hostile input that once got a crash, a 500, plain text or the wrong status: each answer is now
+/// a documented JSON error (what `openapi.json` says and schemathesis checks).
+#[tokio::test]
+async fn hostile_api_input_gets_documented_json_errors() {
+    let app = app().await;
+    let (responder, digest) = auth::new_api_key();
+    app.store
+        .create_api_key("responder", Role::Responder, &digest, now_ms())
+        .await
+        .unwrap();
+    let responder = bearer(&responder);
+    let viewer = bearer(&app.api_key);
+    let post = |uri: String, body: String| {
+        let responder = responder.clone();
+        let app = &app;
+        async move {
+            app.send(
+                Request::post(uri)
+                    .header(header::AUTHORIZATION, responder)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body))
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let unknown = Uuid::now_v7();
+
+    // invalid percent-encoding in a path segment: JSON 400, not axum's plain text
+    for uri in [
+        "/api/v1/alerts/%FF".to_owned(),
+        "/api/v1/alerts/%FF/observations".to_owned(),
+    ] {
+        let response = app.get(&uri, &[("authorization", &viewer)]).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+    let response = post("/api/v1/alerts/%FF/acknowledge".to_owned(), String::new()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(json_body(response).await["error"].is_string());
+
+    // an unknown alert has no evidence: 404 like GET /api/v1/alerts/{id}
+    let response = app
+        .get(
+            &format!("/api/v1/alerts/{unknown}/observations"),
+            &[("authorization", &viewer)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    assert_eq!(json_body(response).await, json!({"error": "not found"}));
+
+    // a request that can never be valid is a 400, not the 409 of an action that does not apply
+    let long_note = json!({ "note": "x".repeat(4097) }).to_string();
+    for (uri, body) in [
+        (format!("/api/v1/alerts/{unknown}/comment"), String::new()),
+        (format!("/api/v1/alerts/{unknown}/acknowledge"), long_note),
+        (
+            format!("/api/v1/alerts/{unknown}/acknowledge"),
+            json!({"note": "nul \u{0} inside"}).to_string(),
+        ),
+        (
+            "/api/v1/alerts/bulk".to_owned(),
+            json!({"ids": [], "action": "acknowledge"}).to_string(),
+        ),
+        (
+            "/api/v1/alerts/bulk".to_owned(),
+            json!({"ids": [unknown], "action": "assign", "assignee": "x".repeat(300)}).to_string(),
+        ),
+    ] {
+        let response = post(uri.clone(), body).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+
+    // a body over the limit: JSON 413
+    let huge = json!({ "note": "x".repeat(20_000) }).to_string();
+    let response = post(format!("/api/v1/alerts/{unknown}/comment"), huge.clone()).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(json_body(response).await["error"].is_string());
+
+    // control characters (NUL: PostgreSQL refuses it in text, a 500 there) never reach the store
+    for uri in [
+        "/api/v1/alerts?product=a%00b",
+        "/api/v1/observations?product=%07",
+        "/api/v1/findings?product=a%00",
+        "/api/v1/reports?group=eng%00",
+    ] {
+        let response = app.get(uri, &[("authorization", &viewer)]).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{uri}");
+        assert!(json_body(response).await["error"].is_string());
+    }
+    let response = post(
+        format!("/api/v1/alerts/{unknown}/assign"),
+        json!({"assignee": "rita\u{0}"}).to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    // a report period ending in a multi-byte character once panicked the handler
+    let response = app
+        .get(
+            "/api/v1/reports?since=7%C3%A9",
+            &[("authorization", &viewer)],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(json_body(response).await["error"].is_string());
+
+    // a PDF from a build without PDF support is the client's to change (it was a 500)
+    if !shadowai_collector::report::PDF_AVAILABLE {
+        let response = app
+            .get("/api/v1/reports?format=pdf", &[("authorization", &viewer)])
+            .await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        assert!(json_body(response).await["error"].is_string());
+    }
 }

@@ -6,6 +6,7 @@ pub mod matching;
 pub mod pcap;
 pub mod run;
 pub mod scan;
+pub mod service;
 pub mod sniff;
 pub mod status;
 

@@ -85,7 +85,7 @@ pub fn run(args: RunArgs) -> Result<(), CommandError> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    runtime.block_on(daemon(config, args.json))
+    runtime.block_on(daemon(config, args.json, shutdown_signal()))
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in [0, min(cap, base·2ⁿ)].
@@ -148,7 +148,13 @@ impl Shared {
     }
 }
 
-async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
+/// The daemon: runs until `stop` resolves (SIGTERM or Ctrl-C for `run`, the Service Control
+/// Manager's Stop for `service`) or the agent is revoked, then shuts down within `SHUTDOWN_GRACE`.
+pub(crate) async fn daemon(
+    config: Config,
+    json: bool,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), CommandError> {
     let Some(collector) = config.collector.clone() else {
         return Err(CommandError::Usage(
             "no collector configured: set `collector = \"https://HOST:PORT\"` in the configuration file"
@@ -229,7 +235,7 @@ async fn daemon(config: Config, json: bool) -> Result<(), CommandError> {
     tokio::select! {
         () = transport => {}
         () = budget => {}
-        () = shutdown_signal() => info!("shutting down"),
+        () = stop => info!("shutting down"),
     }
     let stopping = Instant::now();
     let deadline = stopping + SHUTDOWN_GRACE;

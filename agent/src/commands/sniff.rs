@@ -50,10 +50,19 @@ pub fn run(args: SniffArgs) -> Result<(), CommandError> {
             "--seconds must be at least 1 (leave it out to run until Ctrl-C)".into(),
         ));
     }
+    if !cfg!(target_os = "linux") {
+        return Err(CommandError::Usage(
+            "live capture is only implemented on Linux; `pcap` analyses capture files anywhere"
+                .into(),
+        ));
+    }
+    #[cfg(target_os = "linux")]
     let known: Vec<String> = pnet_datalink::interfaces()
         .into_iter()
         .map(|i| i.name)
         .collect();
+    #[cfg(not(target_os = "linux"))]
+    let known: Vec<String> = Vec::new();
     for name in &args.interfaces {
         if !known.contains(name) {
             return Err(CommandError::Usage(format!(

@@ -12,6 +12,9 @@
 //!
 //! [`HostSensor::run`] is the daemon's loop; `scan` calls the parts once.
 
+// The proc connector is Linux's; elsewhere the listener reports itself unavailable and the
+// parser stays (tested and fuzzed on every OS).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code, unused_imports))]
 pub mod events;
 pub mod files;
 pub mod inventory;

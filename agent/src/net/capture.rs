@@ -10,18 +10,24 @@
 //! blocks. A watcher re-lists interfaces every few seconds, starts capture on new ones (VPN
 //! tunnels come and go) and stops it on interfaces that went away or down.
 
+#[cfg(target_os = "linux")]
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::SyncSender;
+#[cfg(target_os = "linux")]
+use std::sync::mpsc::TrySendError;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use shadowai_wire::LinkType;
+#[cfg(target_os = "linux")]
 use tracing::{debug, info, warn};
 
-use super::filter::{self, Framing};
+#[cfg(target_os = "linux")]
+use super::filter;
+use super::filter::Framing;
 
 /// A frame as captured, owned, for the detector thread.
 #[derive(Debug)]
@@ -66,9 +72,9 @@ pub const FIX_PRIVILEGE: &str = "sudo setcap cap_net_raw,cap_net_admin+ep $(whic
 
 /// Checks that packet sockets can be opened (the privilege check done before anything starts).
 pub fn check_privilege() -> Result<(), CaptureError> {
-    if !cfg!(target_os = "linux") {
-        return Err(CaptureError::Unsupported);
-    }
+    #[cfg(not(target_os = "linux"))]
+    return Err(CaptureError::Unsupported);
+    #[cfg(target_os = "linux")]
     match new_packet_socket() {
         Ok(_) => Ok(()),
         Err(error) if error.kind() == io::ErrorKind::PermissionDenied => {
@@ -78,6 +84,7 @@ pub fn check_privilege() -> Result<(), CaptureError> {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn new_packet_socket() -> io::Result<socket2::Socket> {
     // Protocol 0: the socket receives nothing until pnet binds it with ETH_P_ALL, by which time
     // the filter is attached.
@@ -100,6 +107,7 @@ pub fn framing_of(arphrd: u32) -> Option<(Framing, LinkType)> {
 }
 
 /// An interface to capture on.
+#[cfg(target_os = "linux")]
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Candidate {
     name: String,
@@ -107,6 +115,7 @@ struct Candidate {
     arphrd: u32,
 }
 
+#[cfg(target_os = "linux")]
 fn list_up_interfaces(selected: &[String]) -> Vec<Candidate> {
     pnet_datalink::interfaces()
         .into_iter()
@@ -133,12 +142,16 @@ fn list_up_interfaces(selected: &[String]) -> Vec<Candidate> {
 
 /// Names of the interfaces that are up now (for `--interface` validation and messages).
 pub fn up_interface_names() -> Vec<String> {
+    #[cfg(not(target_os = "linux"))]
+    return Vec::new();
+    #[cfg(target_os = "linux")]
     list_up_interfaces(&[])
         .into_iter()
         .map(|c| c.name)
         .collect()
 }
 
+#[cfg(target_os = "linux")]
 struct Running {
     index: u32,
     stop: Arc<AtomicBool>,
@@ -169,6 +182,21 @@ impl Capture {
         relist: Duration,
     ) -> Result<Capture, CaptureError> {
         check_privilege()?;
+        #[cfg(not(target_os = "linux"))]
+        {
+            let _ = (selected, frames, relist);
+            Err(CaptureError::Unsupported)
+        }
+        #[cfg(target_os = "linux")]
+        Self::start_watcher(selected, frames, relist)
+    }
+
+    #[cfg(target_os = "linux")]
+    fn start_watcher(
+        selected: Vec<String>,
+        frames: SyncSender<Frame>,
+        relist: Duration,
+    ) -> Result<Capture, CaptureError> {
         let stop = Arc::new(AtomicBool::new(false));
         let counters = Arc::new(CaptureCounters::default());
         let active = Arc::new(Mutex::new(Vec::new()));
@@ -217,6 +245,7 @@ impl Drop for Capture {
     }
 }
 
+#[cfg(target_os = "linux")]
 fn watch(
     selected: &[String],
     frames: &SyncSender<Frame>,
@@ -303,6 +332,7 @@ fn watch(
 }
 
 /// Opens a filtered packet socket bound to `candidate`.
+#[cfg(target_os = "linux")]
 fn open(
     candidate: &Candidate,
     framing: Framing,
@@ -334,6 +364,7 @@ fn open(
     }
 }
 
+#[cfg(target_os = "linux")]
 fn read_loop(
     mut receiver: Box<dyn pnet_datalink::DataLinkReceiver>,
     link: LinkType,

@@ -32,6 +32,7 @@
 //! VLAN tags are not matched: Linux removes them from the frame before packet sockets see it.
 //! IPv6 packets with extension headers before TCP/UDP are dropped (rare for a client's own flows).
 
+#[cfg(target_os = "linux")]
 use socket2::SockFilter;
 
 /// Bytes of a passed frame handed to user space: enough for a GSO super-frame holding a hello.
@@ -209,6 +210,7 @@ pub fn program(framing: Framing, outgoing_only: bool) -> Vec<Instruction> {
 }
 
 /// The program in socket2's form, for `Socket::attach_filter`.
+#[cfg(target_os = "linux")]
 pub fn to_sock_filters(program: &[Instruction]) -> Vec<SockFilter> {
     program
         .iter()

@@ -5,8 +5,9 @@
 //! page). Times are RFC 3339 UTC strings with milliseconds.
 
 use axum::Json;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -36,6 +37,8 @@ pub(super) enum ApiError {
     NotFound,
     /// The record exists already (or no longer), or the action does not apply to its state.
     Conflict(String),
+    /// The body is over the router's limit (`MAX_BODY_BYTES`).
+    PayloadTooLarge,
     Internal,
 }
 
@@ -65,6 +68,13 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden(message) => (StatusCode::FORBIDDEN, message),
             ApiError::NotFound => (StatusCode::NOT_FOUND, "not found".to_owned()),
             ApiError::Conflict(message) => (StatusCode::CONFLICT, message),
+            ApiError::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "the body must be at most {} KiB",
+                    super::MAX_BODY_BYTES / 1024
+                ),
+            ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal error".to_owned(),
@@ -184,11 +194,36 @@ pub(super) fn cursor(text: Option<&str>) -> Result<Option<PageCursor>, ApiError>
 
 pub(super) fn product(text: Option<String>) -> Result<Option<String>, ApiError> {
     match text {
-        Some(p) if p.is_empty() || p.len() > MAX_PRODUCT => Err(ApiError::BadRequest(format!(
-            "product must be 1 to {MAX_PRODUCT} bytes"
-        ))),
+        // Control characters never occur in a product id, and PostgreSQL refuses NUL in text.
+        Some(p) if p.is_empty() || p.len() > MAX_PRODUCT || p.chars().any(char::is_control) => {
+            Err(ApiError::BadRequest(format!(
+                "product must be 1 to {MAX_PRODUCT} bytes without control characters"
+            )))
+        }
         other => Ok(other),
     }
+}
+
+/// A path segment that must be a UUID (axum's own rejection, e.g. for invalid percent-encoding,
+/// would answer in plain text).
+pub(super) fn path_uuid(
+    path: Result<Path<String>, PathRejection>,
+    what: &str,
+) -> Result<Uuid, ApiError> {
+    path.ok()
+        .and_then(|Path(text)| Uuid::try_parse(&text).ok())
+        .ok_or_else(|| ApiError::BadRequest(format!("{what} must be a UUID")))
+}
+
+/// A request body within the router's limit.
+pub(super) fn body_bytes(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest("the body could not be read".to_owned())
+        }
+    })
 }
 
 pub(super) fn query<T>(params: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -265,6 +300,90 @@ pub(super) async fn observations(
         observations: page.items.iter().map(ObservationJson::new).collect(),
         next_cursor: page.next.map(|c| c.to_string()),
     }))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HostParams {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+/// `GET /api/v1/hosts?limit=&offset=`: enrolled hosts by host name, with their alert counts (the
+/// figures of the `/hosts` page: `Store::list_agents_page` and `Store::alert_counts_by_agent`).
+/// Paged by offset: hosts are ordered by name, which has no time to page on.
+pub(super) async fn hosts(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<HostParams>, QueryRejection>,
+) -> Result<Json<HostList>, ApiError> {
+    authenticate(&state, &headers).await?;
+    let params = query(params)?;
+    let limit = limit(params.limit.as_deref())?;
+    let offset = match params.offset.as_deref() {
+        None => 0,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest("offset must be an integer from 0 to 4294967295".to_owned())
+        })?,
+    };
+    // One more than asked for says whether there is a next page.
+    let (mut agents, counts) = tokio::try_join!(
+        state
+            .store
+            .list_agents_page(i64::from(limit) + 1, i64::from(offset)),
+        state.store.alert_counts_by_agent()
+    )?;
+    let more = agents.len() > limit as usize;
+    agents.truncate(limit as usize);
+    let now = now_ms();
+    let hosts = agents
+        .iter()
+        .map(|agent| {
+            let count = counts.iter().find(|c| c.agent_id == agent.agent_id);
+            let has_problems = !super::dashboard::problems(&agent.health).is_empty();
+            HostJson {
+                agent_id: agent.agent_id,
+                hostname: agent.hostname.clone(),
+                group: agent.group.clone(),
+                os: agent.os.clone(),
+                os_version: agent.os_version.clone(),
+                arch: agent.arch.clone(),
+                agent_version: agent.agent_version.clone(),
+                catalog_version: agent.catalog_version.clone(),
+                enrolled_at: view::rfc3339_ms(agent.enrolled_at_ms),
+                last_seen: view::rfc3339_ms(agent.last_contact_ms),
+                state: super::dashboard::agent_state(agent, has_problems, now),
+                alerts: count.map_or(0, |c| c.alerts),
+                unresolved_alerts: count.map_or(0, |c| c.unresolved),
+            }
+        })
+        .collect();
+    Ok(Json(HostList {
+        hosts,
+        next_offset: more.then(|| u64::from(offset) + u64::from(limit)),
+    }))
+}
+
+#[derive(Serialize)]
+pub(super) struct HostList {
+    hosts: Vec<HostJson>,
+    next_offset: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct HostJson {
+    agent_id: Uuid,
+    hostname: String,
+    group: String,
+    os: String,
+    os_version: String,
+    arch: String,
+    agent_version: String,
+    catalog_version: String,
+    enrolled_at: Option<String>,
+    last_seen: Option<String>,
+    state: &'static str,
+    alerts: i64,
+    unresolved_alerts: i64,
 }
 
 #[derive(Serialize)]

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -95,6 +95,9 @@ async fn admin(
 
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload.map(|Json(value)| value).map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return ApiError::PayloadTooLarge;
+        }
         ApiError::BadRequest(match rejection {
             JsonRejection::MissingJsonContentType(_) => {
                 "the body must be JSON (Content-Type: application/json)".to_owned()
@@ -301,11 +304,16 @@ impl FindingJson {
 pub(super) async fn alert_observations(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     api::authenticate(&state, &headers).await?;
-    let id = Uuid::try_parse(&id).map_err(|_| ApiError::BadRequest("id must be a UUID".into()))?;
+    let id = api::path_uuid(path, "id")?;
     let ids = state.store.alert_observation_ids(id).await?;
+    // No evidence may mean no alert (sensor alerts have none): an unknown alert is 404, as in
+    // `GET /api/v1/alerts/{id}`.
+    if ids.is_empty() && state.store.triaged_alert(id).await?.is_none() {
+        return Err(ApiError::NotFound);
+    }
     Ok(Json(
         serde_json::json!({ "alert_id": id, "observation_ids": ids }),
     ))
@@ -492,19 +500,15 @@ pub(super) async fn add_override(
     Ok(created(&record))
 }
 
-fn path_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(id).map_err(|_| ApiError::BadRequest("id must be a UUID".into()))
-}
-
 async fn remove_rule(
     state: &HttpState,
     headers: &HeaderMap,
     remote: &RemoteAddr,
     kind: PolicyRuleKind,
-    id: &str,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let actor = admin(state, headers, remote).await?;
-    let id = path_id(id)?;
+    let id = api::path_uuid(path, "id")?;
     let removed = state
         .store
         .remove_policy_rule(kind, id, &actor, now_ms())
@@ -517,9 +521,9 @@ pub(super) async fn remove_tenant(
     State(state): State<HttpState>,
     headers: HeaderMap,
     remote: RemoteAddr,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    remove_rule(&state, &headers, &remote, PolicyRuleKind::Tenant, &id).await
+    remove_rule(&state, &headers, &remote, PolicyRuleKind::Tenant, path).await
 }
 
 /// `DELETE /api/v1/policy/overrides/{id}`
@@ -527,9 +531,9 @@ pub(super) async fn remove_override(
     State(state): State<HttpState>,
     headers: HeaderMap,
     remote: RemoteAddr,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    remove_rule(&state, &headers, &remote, PolicyRuleKind::Override, &id).await
+    remove_rule(&state, &headers, &remote, PolicyRuleKind::Override, path).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -579,10 +583,10 @@ pub(super) async fn lift_suppression(
     State(state): State<HttpState>,
     headers: HeaderMap,
     remote: RemoteAddr,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let actor = admin(&state, &headers, &remote).await?;
-    let id = path_id(&id)?;
+    let id = api::path_uuid(path, "id")?;
     let lifted = state.store.lift_suppression(id, &actor, now_ms()).await?;
     Ok(Json(lifted).into_response())
 }

@@ -374,15 +374,7 @@ pub(super) const SILENT_AFTER_MS: i64 = 15 * 60 * 1000;
 impl AgentView {
     pub(super) fn new(agent: &AgentSummary, now_ms: i64) -> Self {
         let problems = problems(&agent.health);
-        let state = if agent.revoked {
-            "revoked"
-        } else if now_ms - agent.last_contact_ms > SILENT_AFTER_MS {
-            "silent"
-        } else if !problems.is_empty() {
-            "blinded"
-        } else {
-            "reporting"
-        };
+        let state = agent_state(agent, !problems.is_empty(), now_ms);
         AgentView {
             agent_id: agent.agent_id.to_string(),
             host: view::visible(&agent.hostname),
@@ -394,6 +386,19 @@ impl AgentView {
             state,
             problems,
         }
+    }
+}
+
+/// `revoked`, `silent`, `blinded` (its heartbeat reports `problems`) or `reporting`.
+pub(super) fn agent_state(agent: &AgentSummary, has_problems: bool, now_ms: i64) -> &'static str {
+    if agent.revoked {
+        "revoked"
+    } else if now_ms.saturating_sub(agent.last_contact_ms) > SILENT_AFTER_MS {
+        "silent"
+    } else if has_problems {
+        "blinded"
+    } else {
+        "reporting"
     }
 }
 

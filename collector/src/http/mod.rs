@@ -17,6 +17,7 @@ mod api;
 mod api_policy;
 mod dashboard;
 mod metrics;
+pub mod openapi;
 mod pages;
 mod policy_page;
 pub mod reports;
@@ -160,6 +161,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/alerts/{id}/{action}", post(triage::action_api))
         .route("/api/v1/audit", get(triage::audit_api))
         .route("/api/v1/observations", get(api::observations))
+        .route("/api/v1/hosts", get(api::hosts))
         .route(
             "/api/v1/alerts/{id}/observations",
             get(api_policy::alert_observations),
@@ -194,6 +196,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/api/v1/reports", get(reports::download))
         .route("/api/v1/reports/runs", get(reports::runs))
         .route("/api/v1/export", get(reports::export_status))
+        .route("/api/v1/openapi.json", get(openapi::document))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))

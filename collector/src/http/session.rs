@@ -160,7 +160,10 @@ pub(super) async fn login(
         );
         return login_page(&state, StatusCode::TOO_MANY_REQUESTS, csrf, Some(&message));
     }
-    let is_plausible = username.len() <= MAX_USER_NAME && password.len() <= MAX_PASSWORD;
+    // No user name holds a control character (and PostgreSQL refuses NUL in text).
+    let is_plausible = username.len() <= MAX_USER_NAME
+        && !username.contains(char::is_control)
+        && password.len() <= MAX_PASSWORD;
     let user = if is_plausible {
         match state.store.user_by_name(&username).await {
             Ok(user) => user,

@@ -10,7 +10,7 @@
 use axum::Form;
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{FormRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -19,11 +19,11 @@ use tracing::{info, warn};
 use uuid::Uuid;
 
 use super::access::{self, ApiCaller, Refusal};
-use super::api::{AlertJson, ApiError};
+use super::api::{self, AlertJson, ApiError};
 use super::{ClientAddress, HttpState, now_ms, view};
 use crate::store::{
     AuditEntry, PageCursor, Resolution, Role, StoreError, TriageAction, TriageContext, TriageEvent,
-    TriagedAlert,
+    TriagedAlert, check_triage_request,
 };
 
 impl From<Refusal> for ApiError {
@@ -153,14 +153,19 @@ pub(super) async fn action_api(
     State(state): State<HttpState>,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    path: Result<Path<(String, String)>, PathRejection>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<EventJson>, ApiError> {
     let caller = access::api_caller(&state, &headers, true).await?;
     require_responder(&caller)?;
+    let Ok(Path((id, action))) = path else {
+        return Err(ApiError::BadRequest(
+            "the path must be /api/v1/alerts/{id}/{action}".to_owned(),
+        ));
+    };
     let alert_id = Uuid::try_parse(&id)
         .map_err(|_| ApiError::BadRequest("alert id must be a UUID".to_owned()))?;
-    let body: ActionBody = json_body(&body)?;
+    let body: ActionBody = json_body(&api::body_bytes(body)?)?;
     let action = parse_action(
         &action,
         body.assignee.as_deref(),
@@ -173,6 +178,8 @@ pub(super) async fn action_api(
         note: body.note,
         now_ms: now_ms(),
     };
+    check_triage_request(&action, &context, 1)
+        .map_err(|message| ApiError::BadRequest(message.to_owned()))?;
     let event = state
         .store
         .triage_alert(alert_id, &action, &context)
@@ -193,11 +200,11 @@ pub(super) async fn bulk_api(
     State(state): State<HttpState>,
     ClientAddress(address): ClientAddress,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<BulkJson>, ApiError> {
     let caller = access::api_caller(&state, &headers, true).await?;
     require_responder(&caller)?;
-    let body: BulkBody = serde_json::from_slice(&body).map_err(|_| {
+    let body: BulkBody = serde_json::from_slice(&api::body_bytes(body)?).map_err(|_| {
         ApiError::BadRequest("the body must be {\"ids\": [...], \"action\": ...}".to_owned())
     })?;
     let action = parse_action(
@@ -212,6 +219,8 @@ pub(super) async fn bulk_api(
         note: body.note,
         now_ms: now_ms(),
     };
+    check_triage_request(&action, &context, body.ids.len())
+        .map_err(|message| ApiError::BadRequest(message.to_owned()))?;
     let outcome = state
         .store
         .triage_alerts(&body.ids, &action, &context)
@@ -259,11 +268,10 @@ fn detail_json(found: &TriagedAlert, history: &[TriageEvent]) -> AlertDetailJson
 pub(super) async fn alert_api(
     State(state): State<HttpState>,
     headers: HeaderMap,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<AlertDetailJson>, ApiError> {
     access::api_caller(&state, &headers, false).await?;
-    let alert_id = Uuid::try_parse(&id)
-        .map_err(|_| ApiError::BadRequest("alert id must be a UUID".to_owned()))?;
+    let alert_id = api::path_uuid(path, "alert id")?;
     let (found, history) = tokio::try_join!(
         state.store.triaged_alert(alert_id),
         state.store.alert_triage_events(alert_id)

@@ -5,8 +5,8 @@
 //! - a host or user *uses* a product in a period when at least one observation of that product
 //!   (any signal) by that host (and, for users, attributed to a process of that user) falls in
 //!   `[since, until)`; users are counted by name across hosts;
-//! - *unsanctioned*: not on the sanctioned-product policy. Until the policy tables exist (issue 7)
-//!   no product is sanctioned and the report says so in `scope.sanctioned_policy`;
+//! - *unsanctioned*: not sanctioned by the policy (`policy_sanctions`, globally or for the host's
+//!   group) at generation time; `scope.sanctioned_policy` says how many sanctions applied;
 //! - *fleet*: hosts enrolled before the end of the period and not revoked (in the group, if any);
 //! - *reporting*: in contact at or after the start of the period; *silent*: no contact in the last
 //!   24 hours of the period; *blinded*: the last heartbeat named blind spots (DoH, ECH, capture off).
@@ -38,8 +38,6 @@ pub struct ReportRequest {
     pub until_ms: i64,
     pub group: Option<String>,
     pub namer: Namer,
-    /// The evidence-chain head at generation time, once the chain exists (issue 7).
-    pub chain_head: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -340,6 +338,12 @@ pub async fn build(
     let previous_usage = store.report_usage(&previous).await?;
     let risks = store.report_risks(&scope).await?;
     let statuses = store.report_alert_statuses(&scope).await?;
+    let outcomes = store.report_triage(&scope).await?;
+    let policy = store.policy_snapshot(now_ms).await?;
+    // A root committed now pins everything stored so far: the head the report cites.
+    let chain_head = store
+        .evidence_head(now_ms, crate::evidence::MAX_ROOT_ENTRIES)
+        .await?;
     let (evidence_rows, evidence_total) = store.report_evidence(&scope, EVIDENCE_LIMIT).await?;
 
     // ------------------------------------------------------------ scope and confidence
@@ -385,7 +389,7 @@ pub async fn build(
     blinded.sort_by(|a, b| a.host.cmp(&b.host));
 
     // ------------------------------------------------------------ usage
-    let sanctioned = |_product: &str, _group: &str| false;
+    let sanctioned = |product: &str, group: &str| policy.is_product_sanctioned(product, group);
     let mut all = Tally::default();
     let mut all_previous = Tally::default();
     let mut by_category: BTreeMap<&str, (Tally, Tally)> = BTreeMap::new();
@@ -591,18 +595,41 @@ pub async fn build(
         .map(|s| (s.status.clone(), s.alerts))
         .collect();
     let alerts: i64 = by_status.values().sum();
+    let with_resolution = outcomes.iter().filter(|o| o.resolution.is_some()).count() as i64;
+    let resolved_as = |kind: &str| {
+        outcomes
+            .iter()
+            .filter(|o| o.resolution.as_deref() == Some(kind))
+            .count() as i64
+    };
+    let mut delays: Vec<i64> = outcomes
+        .iter()
+        .filter_map(|o| o.acknowledge_after_ms)
+        .map(|ms| ms.max(0))
+        .collect();
+    delays.sort_unstable();
+    let median_time_to_acknowledge_ms = match delays.len() {
+        0 => None,
+        n if n % 2 == 1 => Some(delays[n / 2]),
+        n => Some((delays[n / 2 - 1] + delays[n / 2]) / 2),
+    };
     let triage = Triage {
         alerts,
         resolved: by_status.get("resolved").copied().unwrap_or(0),
         by_status,
-        true_positive_rate_percent: None,
-        false_positive_rate_percent: None,
-        median_time_to_acknowledge_ms: None,
-        note: Some(
-            "true/false positive rates and time to acknowledge need triage resolutions (issue 8); \
-             this collector does not record them yet"
-                .to_owned(),
-        ),
+        true_positive_rate_percent: (with_resolution > 0)
+            .then(|| percent(resolved_as("true_positive"), with_resolution)),
+        false_positive_rate_percent: (with_resolution > 0)
+            .then(|| percent(resolved_as("false_positive"), with_resolution)),
+        median_time_to_acknowledge_ms,
+        note: if with_resolution == 0 {
+            Some(
+                "no alert of the period has been resolved yet: no true/false positive rates"
+                    .to_owned(),
+            )
+        } else {
+            None
+        },
     };
 
     let hosts_with = Figure::new(all.hosts(), all_previous.hosts());
@@ -625,8 +652,14 @@ pub async fn build(
             .into_iter()
             .map(|(version, hosts)| CatalogCount { version, hosts })
             .collect(),
-        sanctioned_policy: "none configured: every detected AI product counts as unsanctioned"
-            .to_owned(),
+        sanctioned_policy: match policy.sanctions.len() {
+            0 => "none configured: every detected AI product counts as unsanctioned".to_owned(),
+            n => format!(
+                "{n} sanction{} at generation time (globally or per group); use of those products \
+                 counts as sanctioned",
+                if n == 1 { "" } else { "s" }
+            ),
+        },
     };
     let hostnames: HashMap<&str, &str> = agents
         .iter()
@@ -652,16 +685,18 @@ pub async fn build(
             .collect(),
     };
     let integrity = Integrity {
-        verify_command: "shadowai-collector verify".to_owned(),
-        note: match &request.chain_head {
-            Some(_) => "run the verify command on the collector's database: it recomputes the hash chain \
-                        and prints the head, which must equal chain_head (or descend from it)"
-                .to_owned(),
-            None => "this collector has no evidence hash chain yet (issue 7): the evidence ids below can be \
-                     looked up in the database, but the report cannot prove they were not changed"
-                .to_owned(),
+        verify_command: match &chain_head {
+            Some(head) => format!("shadowai-collector verify --expect-root {head}"),
+            None => "shadowai-collector verify".to_owned(),
         },
-        chain_head: request.chain_head.clone(),
+        note: match &chain_head {
+            Some(_) => "run the verify command on the collector's database: it recomputes every hash \
+                        chain and fails unless the root chain_head is still there, unchanged, under \
+                        the newest root"
+                .to_owned(),
+            None => "nothing has been stored in the evidence hash chain yet".to_owned(),
+        },
+        chain_head,
     };
     let mut report = Report {
         schema: SCHEMA,

@@ -95,6 +95,9 @@ pub enum Rendered {
     Tables(Vec<(String, Vec<u8>)>),
 }
 
+/// Whether this build renders PDF (the cargo feature `pdf`).
+pub const PDF_AVAILABLE: bool = cfg!(feature = "pdf");
+
 /// Renders `report` as `format`.
 pub fn render(report: &Report, format: Format) -> Result<Rendered, ReportError> {
     let tables = tables::tables(report);
@@ -153,7 +156,9 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// Parses a period length: `30d`, `12h`, `90m`, `2w`.
 pub fn parse_duration_ms(text: &str) -> Result<i64, String> {
     let bad = || format!("`{text}`: use e.g. 30d, 12h, 2w");
-    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    // The unit is the last character, which may be more than one byte in hostile input.
+    let last = text.char_indices().next_back().map_or(0, |(at, _)| at);
+    let (number, unit) = text.split_at(last);
     let number: i64 = number.parse().map_err(|_| bad())?;
     let unit_ms = match unit {
         "m" => 60_000,
@@ -204,10 +209,11 @@ pub fn period(since: &str, until: Option<&str>, now_ms: i64) -> Result<(i64, i64
     Ok((since_ms, until_ms))
 }
 
-/// A group name as given on the command line or in a query: 1 to 128 bytes.
+/// A group name as given on the command line or in a query: 1 to 128 bytes, no control
+/// characters (PostgreSQL refuses NUL in text; no group name has them).
 pub fn check_group(group: &str) -> Result<(), String> {
-    if group.is_empty() || group.len() > 128 {
-        return Err("the group must be 1 to 128 bytes".into());
+    if group.is_empty() || group.len() > 128 || group.chars().any(char::is_control) {
+        return Err("the group must be 1 to 128 bytes without control characters".into());
     }
     Ok(())
 }
@@ -233,5 +239,14 @@ mod tests {
         assert!(period("30x", None, now).is_err());
         assert!(period("-3d", None, now).is_err());
         assert!("docx".parse::<Format>().is_err());
+    }
+
+    #[test]
+    fn durations_ending_in_a_multibyte_character_are_refused() {
+        // These once panicked (a byte split inside the last character).
+        for text in ["é", "7é", "30d\u{1F600}", "\u{0080}", ""] {
+            assert!(parse_duration_ms(text).is_err(), "{text:?}");
+            assert!(period(text, None, 1_700_000_000_000).is_err(), "{text:?}");
+        }
     }
 }

@@ -128,7 +128,6 @@ pub async fn run_once(
     schedule: &Schedule,
     data_dir: &Path,
     until_ms: i64,
-    chain_head: Option<String>,
 ) -> ReportRun {
     let started_at_ms = crate::server::now_ms();
     let mut files = Vec::new();
@@ -143,7 +142,6 @@ pub async fn run_once(
             until_ms,
             group: schedule.group.clone(),
             namer,
-            chain_head,
         };
         let report = super::data::build(store, &request, started_at_ms)
             .await
@@ -228,7 +226,7 @@ pub fn spawn(
                 _ = shutdown.changed() => return,
             }
             let schedule = &schedules[index];
-            run_once(&store, schedule, &data_dir, at_ms, None).await;
+            run_once(&store, schedule, &data_dir, at_ms).await;
             next[index] = next_run_ms(&schedule.cron, at_ms.max(crate::server::now_ms()));
         }
     })

@@ -1466,6 +1466,25 @@ impl Store {
         Ok(commit)
     }
 
+    /// The evidence head a report cites: commits a root now (pinning every chain head that moved;
+    /// up to `max_entries`, as the periodic job does), then returns the newest root as `SEQ:HEX`,
+    /// which is what `verify --expect-root` takes. `None` while nothing has been chained.
+    pub async fn evidence_head(
+        &self,
+        now_ms: i64,
+        max_entries: u32,
+    ) -> Result<Option<String>, StoreError> {
+        self.commit_root(now_ms, max_entries).await?;
+        let head: Option<(i64, Vec<u8>)> = on_pool!(self, pool => {
+            sqlx::query_as("SELECT seq, hash FROM chain_root_head WHERE id = 1")
+                .fetch_optional(pool)
+                .await?
+        });
+        Ok(head
+            .filter(|(seq, _)| *seq > 0)
+            .map(|(seq, hash)| format!("{seq}:{}", hex::encode(hash))))
+    }
+
     /// Links observations stored before the chain existed (listed in `chain_adoptions` by the
     /// migration), at most `limit` per call; returns how many were linked. Rows inserted later
     /// outside the product are never adopted.

@@ -383,12 +383,24 @@ impl Store {
 
     /// Every agent, by hostname then id.
     pub async fn list_agents(&self) -> Result<Vec<AgentSummary>, StoreError> {
+        self.list_agents_page(i64::MAX, 0).await
+    }
+
+    /// At most `limit` agents from the `offset`-th on, by hostname then id (the order of
+    /// [`Store::list_agents`]; one query serves both).
+    pub async fn list_agents_page(
+        &self,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<AgentSummary>, StoreError> {
         let rows: Vec<rows::AgentRow> = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, group_name, hostname, os, os_version, arch, agent_version, catalog_version, \
                  enrolled_at_ms, last_contact_ms, health, revoked_at_ms \
-                 FROM agents ORDER BY hostname, id",
+                 FROM agents ORDER BY hostname, id LIMIT $1 OFFSET $2",
             )
+            .bind(limit.max(0))
+            .bind(offset.max(0))
             .fetch_all(pool)
             .await?
         });

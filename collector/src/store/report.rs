@@ -67,6 +67,14 @@ pub struct AlertStatusRow {
     pub alerts: i64,
 }
 
+/// An alert first seen in the period, as triage left it: its resolution (when resolved) and how
+/// long it took until a responder first acknowledged or resolved it (`None`: not yet).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct TriageOutcomeRow {
+    pub resolution: Option<String>,
+    pub acknowledge_after_ms: Option<i64>,
+}
+
 /// An alert of the period with its evidence ids (the report's appendix).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct EvidenceRow {
@@ -165,6 +173,24 @@ impl Store {
                 "SELECT l.status, COUNT(*) AS alerts FROM alerts l JOIN agents a ON a.id = l.agent_id \
                  WHERE l.first_seen_ms >= $1 AND l.first_seen_ms < $2 AND ($3 IS NULL OR a.group_name = $3) \
                  GROUP BY l.status ORDER BY l.status",
+            )
+            .bind(scope.since_ms)
+            .bind(scope.until_ms)
+            .bind(scope.group.as_deref())
+            .fetch_all(pool)
+            .await?
+        });
+        Ok(rows)
+    }
+
+    /// Triage outcomes of the alerts first seen in the period (one row per alert).
+    pub async fn report_triage(
+        &self,
+        scope: &ReportScope,
+    ) -> Result<Vec<TriageOutcomeRow>, StoreError> {
+        let rows = on_pool!(self, pool => {
+            sqlx::query_as(
+                "SELECT l.resolution,                  (SELECT MIN(t.at_ms) FROM triage_events t WHERE t.alert_id = l.id                      AND t.action IN ('acknowledge', 'resolve')) - l.first_seen_ms AS acknowledge_after_ms                  FROM alerts l JOIN agents a ON a.id = l.agent_id                  WHERE l.first_seen_ms >= $1 AND l.first_seen_ms < $2 AND ($3 IS NULL OR a.group_name = $3)",
             )
             .bind(scope.since_ms)
             .bind(scope.until_ms)

@@ -406,6 +406,27 @@ impl Skip {
     }
 }
 
+/// Checks a triage request before it touches the database: what [`Store::triage_alert`] and
+/// [`Store::triage_alerts`] refuse as `Invalid` whatever the alert's state (the note, the
+/// assignee's length, the actor, the number of alerts). The HTTP layer calls it to answer 400
+/// rather than the 409 of an action that does not apply.
+pub fn check_triage_request(
+    action: &TriageAction,
+    context: &TriageContext,
+    alert_count: usize,
+) -> Result<(), &'static str> {
+    if alert_count == 0 || alert_count > MAX_BULK {
+        return Err(BULK_COUNT);
+    }
+    match validate(action, context) {
+        Err(StoreError::Invalid { what }) => Err(what),
+        Err(_) => Err("the request is not valid"),
+        Ok(()) => Ok(()),
+    }
+}
+
+const BULK_COUNT: &str = "a bulk action names 1 to 500 alerts";
+
 fn validate(action: &TriageAction, context: &TriageContext) -> Result<(), StoreError> {
     if context.note.len() > MAX_NOTE || context.note.contains('\0') {
         return Err(StoreError::Invalid {
@@ -418,7 +439,9 @@ fn validate(action: &TriageAction, context: &TriageContext) -> Result<(), StoreE
         });
     }
     if let TriageAction::Assign { assignee } = action
-        && (assignee.is_empty() || assignee.len() > MAX_ACTOR)
+        && (assignee.is_empty()
+            || assignee.len() > MAX_ACTOR
+            || assignee.chars().any(char::is_control))
     {
         return Err(StoreError::Invalid {
             what: Skip::NotAssignable.message(),
@@ -634,9 +657,7 @@ impl Store {
     ) -> Result<BulkOutcome, StoreError> {
         validate(action, context)?;
         if alert_ids.is_empty() || alert_ids.len() > MAX_BULK {
-            return Err(StoreError::Invalid {
-                what: "a bulk action names 1 to 500 alerts",
-            });
+            return Err(StoreError::Invalid { what: BULK_COUNT });
         }
         let mut ids = alert_ids.to_vec();
         ids.sort_unstable();

@@ -326,6 +326,16 @@ async fn webhook_events_arrive_once_through_receiver_and_collector_restarts() {
         scalar(&db.url, "SELECT COUNT(*) FROM export_deliveries WHERE outcome = 'dead_letter' AND error LIKE '%400%'", &[]).await,
         1
     );
+    // The Grafana panel's gauge counts the database's dead letters (the only test here that
+    // refreshes the process-wide metrics).
+    shadowai_collector::metrics::refresh_fleet(&store, 60_000).await;
+    let exposition = shadowai_collector::metrics::metrics().encode();
+    assert!(
+        exposition
+            .lines()
+            .any(|line| line == "shadowai_export_dead_letters 1"),
+        "{exposition}"
+    );
     exporter.shutdown().await;
     receiver.abort();
     db.finish().await;

@@ -20,6 +20,7 @@ backend_tests!(
     pseudonymized_reports_name_nobody,
     html_is_self_contained_and_escapes_endpoint_strings,
     groups_narrow_the_fleet,
+    sanctions_triage_outcomes_and_the_chain_head_reach_the_report,
 );
 
 fn request(namer: Namer, group: Option<&str>) -> ReportRequest {
@@ -28,7 +29,6 @@ fn request(namer: Namer, group: Option<&str>) -> ReportRequest {
         until_ms: NOW,
         group: group.map(str::to_owned),
         namer,
-        chain_head: None,
     }
 }
 
@@ -342,6 +342,180 @@ async fn json_figures_match_independent_queries(db: &TestDb) {
             .contains(&format!("of {fleet} hosts"))
     );
     assert_eq!(json["$schema"], report::data::SCHEMA);
+}
+
+/// What the policy and triage decided shows in the report, and the chain head it cites is one
+/// `verify --expect-root` accepts.
+async fn sanctions_triage_outcomes_and_the_chain_head_reach_the_report(db: &TestDb) {
+    use shadowai_collector::store::{
+        AlertFilter, ExpectedRoot, NewSanction, PolicyActor, Resolution, TriageAction,
+        TriageContext,
+    };
+    seed_fleet(&db.store).await;
+    let url = &db.url;
+    let period = [Bind::I(SINCE), Bind::I(NOW)];
+
+    // ChatGPT becomes sanctioned everywhere: hosts that used only ChatGPT leave the figure.
+    db.store
+        .add_sanction(
+            &NewSanction {
+                product: "openai.chatgpt".into(),
+                category: "chat".into(),
+                group: String::new(),
+                note: "enterprise plan".into(),
+            },
+            &PolicyActor {
+                who: "cli".into(),
+                from: "local".into(),
+            },
+            NOW,
+        )
+        .await
+        .unwrap();
+    // Two alerts resolved (one true, one false positive), one acknowledged, each some time after
+    // it was first seen.
+    let alerts = db
+        .store
+        .alert_queue(&AlertFilter {
+            status: Some("open".into()),
+            page_size: 10,
+            ..AlertFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(alerts.alerts.len() >= 3, "the seed raises alerts");
+    let actions = [
+        TriageAction::Resolve {
+            resolution: Resolution::TruePositive,
+        },
+        TriageAction::Resolve {
+            resolution: Resolution::FalsePositive,
+        },
+        TriageAction::Acknowledge,
+    ];
+    for (n, (item, action)) in alerts.alerts.iter().zip(&actions).enumerate() {
+        let context = TriageContext {
+            actor: "rita".into(),
+            from_address: "127.0.0.1".into(),
+            note: String::new(),
+            now_ms: item.alert.first_seen_ms + (n as i64 + 1) * 3_600_000,
+        };
+        db.store
+            .triage_alert(item.alert.id, action, &context)
+            .await
+            .unwrap();
+    }
+
+    let json = json_report(db, Namer::plain(), None).await;
+    assert!(
+        json["scope"]["sanctioned_policy"]
+            .as_str()
+            .unwrap()
+            .starts_with("1 sanction "),
+        "{}",
+        json["scope"]["sanctioned_policy"]
+    );
+    let unsanctioned_hosts = scalar(
+        url,
+        &format!(
+            "SELECT COUNT(DISTINCT o.agent_id) FROM observations o WHERE {IN_PERIOD} \
+             AND o.product <> '' AND o.product <> 'openai.chatgpt'"
+        ),
+        &period,
+    )
+    .await;
+    assert_eq!(
+        i(&json["summary"]["hosts_with_unsanctioned_ai"]["value"]),
+        unsanctioned_hosts
+    );
+    let chat = json["sanctioned_vs_unsanctioned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["category"] == "chat")
+        .expect("a chat row");
+    assert_eq!(
+        i(&chat["sanctioned_hosts"]),
+        scalar(
+            url,
+            &format!(
+                "SELECT COUNT(DISTINCT o.agent_id) FROM observations o WHERE {IN_PERIOD} \
+                 AND o.product = 'openai.chatgpt'"
+            ),
+            &period,
+        )
+        .await
+    );
+
+    // Triage outcomes, against the alerts table and the triage log.
+    let resolved_sql = "SELECT COUNT(*) FROM alerts WHERE first_seen_ms >= $1 AND first_seen_ms < $2 \
+                        AND resolution = $3";
+    let true_positives = scalar(
+        url,
+        resolved_sql,
+        &[
+            Bind::I(SINCE),
+            Bind::I(NOW),
+            Bind::S("true_positive".into()),
+        ],
+    )
+    .await;
+    let false_positives = scalar(
+        url,
+        resolved_sql,
+        &[
+            Bind::I(SINCE),
+            Bind::I(NOW),
+            Bind::S("false_positive".into()),
+        ],
+    )
+    .await;
+    let resolved = true_positives + false_positives;
+    if resolved > 0 {
+        let rate = |n: i64| (n as f64 * 1000.0 / resolved as f64).round() / 10.0;
+        assert_eq!(
+            json["triage"]["true_positive_rate_percent"].as_f64(),
+            Some(rate(true_positives))
+        );
+        assert_eq!(
+            json["triage"]["false_positive_rate_percent"].as_f64(),
+            Some(rate(false_positives))
+        );
+    }
+    let acknowledged = scalar(
+        url,
+        "SELECT COUNT(*) FROM alerts l WHERE l.first_seen_ms >= $1 AND l.first_seen_ms < $2 \
+         AND EXISTS (SELECT 1 FROM triage_events t WHERE t.alert_id = l.id \
+             AND t.action IN ('acknowledge', 'resolve'))",
+        &period,
+    )
+    .await;
+    if acknowledged > 0 {
+        assert!(
+            json["triage"]["median_time_to_acknowledge_ms"]
+                .as_i64()
+                .unwrap()
+                >= 3_600_000
+        );
+    } else {
+        assert!(json["triage"]["median_time_to_acknowledge_ms"].is_null());
+    }
+
+    // The chain head: the newest root, and verify accepts it as the expected root.
+    let head = json["integrity"]["chain_head"]
+        .as_str()
+        .expect("a chain head")
+        .to_owned();
+    let verified = db.store.verify(None).await.unwrap();
+    assert!(verified.is_intact(), "{verified:?}");
+    let root = verified.root.expect("a root");
+    assert_eq!(head, format!("{}:{}", root.seq, root.hash));
+    let expected: ExpectedRoot = head.parse().unwrap();
+    assert!(db.store.verify(Some(expected)).await.unwrap().is_intact());
+    assert_eq!(
+        json["integrity"]["verify_command"],
+        format!("shadowai-collector verify --expect-root {head}")
+    );
 }
 
 async fn groups_narrow_the_fleet(db: &TestDb) {

@@ -16,6 +16,7 @@ mod hostile;
 mod limits;
 mod netlab;
 mod observability;
+mod openapi;
 mod quickstart;
 mod resilience;
 mod runtime;

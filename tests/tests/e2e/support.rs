@@ -438,39 +438,174 @@ impl Quickstart {
         }
     }
 
-    /// Runs a one-shot `shadowai-collector` command against this quickstart's data (it may run
-    /// while quickstart runs) and returns its stdout, trimmed.
-    pub fn command(&self, args: &[&str]) -> String {
-        let mut command = Command::new(&binaries().collector);
-        command.args(args).arg("--data-dir").arg(&self.data_dir);
-        if let Some(url) = &self.database {
-            command.args(["--database", url]);
-        }
-        let output = command.output().expect("run shadowai-collector");
-        assert!(
-            output.status.success(),
-            "shadowai-collector {args:?} failed with {}:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout)
-            .expect("UTF-8 output")
-            .trim()
-            .to_owned()
-    }
-
     /// Creates an API key with `role` through the CLI.
     pub fn create_api_key(&self, role: &str) -> String {
-        let key = self.command(&["apikey", "create", "--role", role]);
-        assert!(
-            key.starts_with("sak_") && !key.contains(char::is_whitespace),
-            "`apikey create` should print only the key, got {key:?}"
-        );
-        key
+        create_api_key(&self.data_dir, self.database.as_deref(), role)
     }
 
     pub fn credentials(&self) -> Credentials {
         Credentials::read(&self.data_dir)
+    }
+}
+
+/// Runs a one-shot `shadowai-collector` command on `data_dir` (and `database`, else the data
+/// dir's SQLite) and returns its stdout, trimmed. It may run while a collector serves that data.
+pub fn collector_command(data_dir: &Path, database: Option<&str>, args: &[&str]) -> String {
+    let mut command = Command::new(&binaries().collector);
+    command.args(args).arg("--data-dir").arg(data_dir);
+    if let Some(url) = database {
+        command.args(["--database", url]);
+    }
+    let output = command.output().expect("run shadowai-collector");
+    assert!(
+        output.status.success(),
+        "shadowai-collector {args:?} failed with {}:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout)
+        .expect("UTF-8 output")
+        .trim()
+        .to_owned()
+}
+
+/// Creates an API key with `role` through the CLI (`apikey create`).
+pub fn create_api_key(data_dir: &Path, database: Option<&str>, role: &str) -> String {
+    let key = collector_command(data_dir, database, &["apikey", "create", "--role", role]);
+    assert!(
+        key.starts_with("sak_") && !key.contains(char::is_whitespace),
+        "`apikey create` should print only the key, got {key:?}"
+    );
+    key
+}
+
+// ---------------------------------------------------------------------------------------------
+// serve
+
+/// A running `shadowai-collector serve` on loopback ports chosen by the system.
+pub struct Serve {
+    pub process: ProcessGuard,
+    /// Base URL of the dashboard and API, without a trailing slash.
+    pub dashboard: String,
+    /// HOST:PORT of the agent (gRPC, mTLS) listener.
+    pub grpc: String,
+    pub data_dir: PathBuf,
+    pub database: String,
+}
+
+impl Serve {
+    /// Starts `serve` on `data_dir` and `database` and waits until it says where it listens.
+    pub async fn start(data_dir: &Path, database: &str) -> Serve {
+        let mut command = Command::new(&binaries().collector);
+        command
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--database", database])
+            .args([
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+            ]);
+        let mut process = ProcessGuard::spawn("shadowai-collector serve", &mut command);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            // "agents: https://127.0.0.1:PORT (mTLS); dashboard: http://127.0.0.1:PORT/"
+            let line = process
+                .lines()
+                .into_iter()
+                .find(|line| line.contains("dashboard: "));
+            if let Some(line) = line {
+                let grpc = line
+                    .split("agents: https://")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("no agent address in {line:?}"))
+                    .to_owned();
+                let dashboard = line
+                    .split("dashboard: ")
+                    .nth(1)
+                    .unwrap_or_default()
+                    .trim()
+                    .trim_end_matches('/')
+                    .to_owned();
+                return Serve {
+                    process,
+                    dashboard,
+                    grpc,
+                    data_dir: data_dir.to_path_buf(),
+                    database: database.to_owned(),
+                };
+            }
+            if let Some(status) = process.try_exit_status() {
+                panic!("serve exited with {status}\n{}", process.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "serve did not start within {READY_TIMEOUT:?}\n{}",
+                process.log_tail()
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// A one-shot `shadowai-collector` command on this collector's data.
+    pub fn command(&self, args: &[&str]) -> String {
+        collector_command(&self.data_dir, Some(&self.database), args)
+    }
+
+    /// Creates an API key with `role` through the CLI.
+    pub fn create_api_key(&self, role: &str) -> String {
+        create_api_key(&self.data_dir, Some(&self.database), role)
+    }
+
+    /// Simulated agents that enroll through the real `Enroll` RPC with a fresh enrollment token of
+    /// `group` and report `events` observations each over their own mTLS connections (`loadgen`);
+    /// returns loadgen's JSON report once every observation was acknowledged.
+    pub async fn report_from_simulated_agents(
+        &self,
+        group: &str,
+        agents: usize,
+        events: usize,
+    ) -> Value {
+        let token = self.command(&["token", "create", "--group", group, "--expires", "1d"]);
+        let mut command = tokio::process::Command::new(&binaries().collector);
+        command
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--database", &self.database])
+            .args([
+                "loadgen",
+                "--collector",
+                &self.grpc,
+                "--token",
+                &token,
+                "--json",
+            ])
+            .args([
+                "--agents",
+                &agents.to_string(),
+                "--events",
+                &events.to_string(),
+            ])
+            .kill_on_drop(true);
+        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
+            .await
+            .expect("loadgen finishes within 2 minutes")
+            .expect("run loadgen");
+        assert!(
+            output.status.success(),
+            "loadgen failed: {}\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!(
+                "loadgen output is not JSON ({e}): {}",
+                String::from_utf8_lossy(&output.stdout)
+            )
+        })
     }
 }
 
