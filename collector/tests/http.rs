@@ -1469,6 +1469,7 @@ async fn admins_create_an_enrollment_token_shown_once() {
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.store.list_enrollment_tokens(10).await.unwrap().len(), 2);
+}
 
 // ------------------------------------------------------------------------------------ OpenAPI
 
