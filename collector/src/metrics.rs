@@ -53,17 +53,21 @@ pub enum Reject {
     Invalid,
     /// A message or batch over the size limits.
     TooLarge,
+    /// Load shedding: over the agent's rate or the collector's capacity (RESOURCE_EXHAUSTED with
+    /// `retry-after`; the agent retries after it).
+    Shed,
     /// The store could not take the data (the agent retries).
     Unavailable,
 }
 
 impl Reject {
     /// Every reason, for pre-created series.
-    pub const ALL: [Reject; 5] = [
+    pub const ALL: [Reject; 6] = [
         Reject::Unauthenticated,
         Reject::Revoked,
         Reject::Invalid,
         Reject::TooLarge,
+        Reject::Shed,
         Reject::Unavailable,
     ];
 
@@ -74,15 +78,20 @@ impl Reject {
             Reject::Revoked => "revoked",
             Reject::Invalid => "invalid",
             Reject::TooLarge => "too_large",
+            Reject::Shed => "shed",
             Reject::Unavailable => "unavailable",
         }
     }
 
-    /// The reason a gRPC status stands for.
+    /// The reason a gRPC status stands for. RESOURCE_EXHAUSTED is load shedding when it carries
+    /// a `retry-after` (`ingest::shed_status`), otherwise a size limit (which no wait changes).
     pub fn of_status(status: &tonic::Status) -> Reject {
         match status.code() {
             tonic::Code::Unauthenticated => Reject::Unauthenticated,
             tonic::Code::PermissionDenied => Reject::Revoked,
+            tonic::Code::ResourceExhausted if status.metadata().contains_key("retry-after") => {
+                Reject::Shed
+            }
             tonic::Code::ResourceExhausted | tonic::Code::OutOfRange => Reject::TooLarge,
             tonic::Code::InvalidArgument => Reject::Invalid,
             _ => Reject::Unavailable,
@@ -497,7 +506,13 @@ where
                     .filter(|code| *code != tonic::Code::Ok);
                 match status {
                     None => metrics().finish(rpc, &Ok(())),
-                    Some(code) => metrics().finish::<()>(rpc, &Err(tonic::Status::new(code, ""))),
+                    Some(code) => {
+                        // The metadata (a `retry-after`) tells shedding from a size limit.
+                        let metadata =
+                            tonic::metadata::MetadataMap::from_headers(response.headers().clone());
+                        let status = tonic::Status::with_metadata(code, "", metadata);
+                        metrics().finish::<()>(rpc, &Err(status));
+                    }
                 }
             }
             drop(in_flight);
@@ -637,6 +652,14 @@ mod tests {
         );
         metrics.finish::<()>("report", &Err(tonic::Status::resource_exhausted("big")));
         metrics.finish::<()>(
+            "report",
+            &Err(crate::ingest::shed_status(
+                crate::ingest::limits::Shed::Busy {
+                    retry_after_seconds: 1,
+                },
+            )),
+        );
+        metrics.finish::<()>(
             "heartbeat",
             &Err(tonic::Status::permission_denied("revoked")),
         );
@@ -647,6 +670,10 @@ mod tests {
             "{text}"
         );
         assert!(
+            text.contains("shadowai_ingest_rejects_total{rpc=\"report\",reason=\"shed\"} 1"),
+            "{text}"
+        );
+        assert!(
             text.contains("shadowai_ingest_rejects_total{rpc=\"heartbeat\",reason=\"revoked\"} 1"),
             "{text}"
         );
@@ -654,5 +681,46 @@ mod tests {
             text.contains("shadowai_ingest_requests_total{rpc=\"report\"} 1"),
             "{text}"
         );
+    }
+
+    /// The value of one series of the process-wide registry.
+    fn global(series: &str) -> f64 {
+        let text = metrics().encode();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
+    /// What the gRPC layer sees is a trailers-only answer: code and metadata in the headers. A
+    /// shed answer (RESOURCE_EXHAUSTED with `retry-after`) is counted as shed, not as too large.
+    #[tokio::test]
+    async fn the_grpc_layer_tells_shedding_from_too_large() {
+        use tower::{Layer as _, Service as _, ServiceExt as _};
+        let answer = |retry_after: Option<&'static str>| {
+            GrpcMetricsLayer.layer(tower::service_fn(move |_: http::Request<()>| async move {
+                let mut response = http::Response::new(());
+                let headers = response.headers_mut();
+                headers.insert("grpc-status", http::HeaderValue::from_static("8"));
+                if let Some(seconds) = retry_after {
+                    headers.insert("retry-after", http::HeaderValue::from_static(seconds));
+                }
+                Ok::<_, std::convert::Infallible>(response)
+            }))
+        };
+        let call = || {
+            http::Request::builder()
+                .uri("/shadowai.v1.AgentService/FetchCatalog")
+                .body(())
+                .unwrap()
+        };
+        let shed = "shadowai_ingest_rejects_total{rpc=\"fetch_catalog\",reason=\"shed\"}";
+        let too_large = "shadowai_ingest_rejects_total{rpc=\"fetch_catalog\",reason=\"too_large\"}";
+        let (shed_before, too_large_before) = (global(shed), global(too_large));
+        let mut service = answer(Some("3"));
+        service.ready().await.unwrap().call(call()).await.unwrap();
+        let mut service = answer(None);
+        service.ready().await.unwrap().call(call()).await.unwrap();
+        assert_eq!(global(shed), shed_before + 1.0);
+        assert_eq!(global(too_large), too_large_before + 1.0);
     }
 }
