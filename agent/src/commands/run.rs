@@ -3,7 +3,9 @@
 //! Threads: the process sensor scans on its own OS thread (sysinfo blocks), puts detections into the
 //! spool and wakes the transport; the transport runs on a single-threaded tokio runtime and owns the
 //! connection to the collector: heartbeat on connect and every interval, reports whenever the spool
-//! has something, retries with exponential backoff and full jitter (capped) after any failure.
+//! has something, retries with exponential backoff and full jitter (capped) after any failure. The
+//! backoff starts over only when the collector took data (or there was none to send): a collector
+//! that answers heartbeats but sheds every report still sees the delays double.
 //! A budget task on the same runtime samples the agent's own CPU and memory every few seconds and
 //! sets the shared [`Throttle`] the sensors and the transport read (see [`crate::budget`]).
 //!
@@ -756,7 +758,8 @@ async fn session(
         if tokio::time::Instant::now() >= next_heartbeat {
             match heartbeat(&mut client, shared, catalogs).await {
                 Ok(reply) => {
-                    backoff.reset();
+                    // Not a reason to start the backoff over: `deliver` does, when the collector
+                    // takes data. A collector at capacity answers heartbeats and sheds reports.
                     if let Some(asked) = reply.interval {
                         heartbeat_interval = asked;
                     }
@@ -773,7 +776,7 @@ async fn session(
             }
             next_heartbeat = tokio::time::Instant::now() + heartbeat_interval;
         }
-        if let Err(status_error) = deliver(&mut client, config, shared).await {
+        if let Err(status_error) = deliver(&mut client, config, shared, backoff).await {
             return end_of(status_error);
         }
         status.write(&shared_snapshot(shared), AgentState::Connected, None);
@@ -787,13 +790,16 @@ async fn session(
     }
 }
 
-/// Sends everything in the spool, batch by batch; commits what the collector acknowledged.
+/// Sends everything in the spool, batch by batch; commits what the collector acknowledged. The
+/// backoff starts over when the collector acknowledged a batch or the spool is empty: only then is
+/// the collector known to take data (a shed after progress is paced by its `retry-after`).
 async fn deliver(
     client: &mut shadowai_proto::v1::agent_service_client::AgentServiceClient<
         tonic::transport::Channel,
     >,
     config: &Config,
     shared: &Shared,
+    backoff: &mut Backoff,
 ) -> Result<(), tonic::Status> {
     loop {
         let batch_size = shared
@@ -802,6 +808,7 @@ async fn deliver(
             .batch_size(config.batch_max_observations);
         let batch = shared.lock_spool().lease(batch_size);
         if batch.is_empty() {
+            backoff.reset();
             return Ok(());
         }
         let count = batch.len();
@@ -824,6 +831,7 @@ async fn deliver(
                     // Nothing acknowledged: do not spin on the same batch.
                     return Err(tonic::Status::unavailable("collector acknowledged nothing"));
                 }
+                backoff.reset();
             }
             Err(status) if status.code() == Code::InvalidArgument => {
                 // The collector will never accept this batch; keeping it would retry forever.
@@ -952,7 +960,7 @@ async fn flush_once(config: &Config, identity: &Identity, shared: &Shared) {
         return;
     }
     if let Ok(mut client) = transport::connect(&identity.collector, identity.tls.clone()).await {
-        let _ = deliver(&mut client, config, shared).await;
+        let _ = deliver(&mut client, config, shared, &mut Backoff::new()).await;
     }
 }
 
