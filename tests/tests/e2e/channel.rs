@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use shadowai_agent::config::CollectorUrl;
 use shadowai_agent::{identity, transport};
 use shadowai_collector::identity::{CertificateAuthority, EnrollmentToken, unix_ms};
+use shadowai_collector::ingest::limits::{Admission, LimitsConfig};
 use shadowai_collector::ingest::{AgentApi, CatalogRelease, IngestConfig};
 use shadowai_collector::server::{self, Bound};
 use shadowai_collector::store::{NewEnrollmentToken, Store};
@@ -26,6 +27,8 @@ pub(crate) struct Collector {
     pub(crate) store: Store,
     pub(crate) ca: Arc<CertificateAuthority>,
     pub(crate) url: CollectorUrl,
+    /// The service's admission control: its limits and counters (what it admitted and shed).
+    pub(crate) admission: Arc<Admission>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
     _database: Option<TestDatabase>,
@@ -45,6 +48,16 @@ async fn start(backend: Backend) -> Option<Collector> {
 
 /// Starts an in-process collector on loopback with its own CA and database.
 pub(crate) async fn start_with(backend: Backend, ingest: IngestConfig) -> Option<Collector> {
+    start_limited(backend, ingest, LimitsConfig::default()).await
+}
+
+/// [`start_with`] with the admission limits of `[ingest_limits]` set to `limits`.
+pub(crate) async fn start_limited(
+    backend: Backend,
+    ingest: IngestConfig,
+    limits: LimitsConfig,
+) -> Option<Collector> {
+    limits.validate().expect("valid [ingest_limits]");
     let dir = tempfile::tempdir().unwrap();
     let (url, database) = match backend {
         Backend::Sqlite => (
@@ -62,12 +75,14 @@ pub(crate) async fn start_with(backend: Backend, ingest: IngestConfig) -> Option
     );
     let localhost = SocketAddr::from(([127, 0, 0, 1], 0));
     let bound = Bound::bind(localhost, localhost).await.unwrap();
+    let admission = Arc::new(Admission::new(limits));
     let api = AgentApi::new(
         store.clone(),
         ca.clone(),
         CatalogRelease::embedded().unwrap(),
         ingest,
-    );
+    )
+    .with_admission(admission.clone());
     let tls = server::agent_tls_config(&ca, &["127.0.0.1".to_owned()]).unwrap();
     let router = http::router(http::HttpState::new(
         store.clone(),
@@ -87,6 +102,7 @@ pub(crate) async fn start_with(backend: Backend, ingest: IngestConfig) -> Option
         store,
         ca,
         url,
+        admission,
         stop: Some(stop),
         _dir: dir,
         _database: database,
