@@ -192,7 +192,7 @@ impl Store {
             .fetch_all(pool)
             .await?
         });
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             outcome.alerts_unsuppressed = sqlx::query(
                 "UPDATE alerts SET suppressed_by = NULL WHERE suppressed_by IN \
@@ -245,7 +245,7 @@ impl Store {
         let agent = agent_id.to_string();
         let blind_now = rules::blind_spots(&heartbeat.health);
         let health = heartbeat.health.to_string();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // A write first (SQLite's lock); it returns the health stored before this heartbeat.
             let before: Option<(String, String)> = sqlx::query_as(

@@ -102,7 +102,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<usize, StoreError> {
         let agent = agent_id.to_string();
-        let stored = on_pool!(self, pool => {
+        let stored = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let stored = tx.insert_observation_rows(&agent, batch, now_ms).await?;
             tx.commit().await?;

@@ -23,7 +23,7 @@ impl Store {
         release: &CatalogReleaseRecord,
         by: &str,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO catalog_releases (version, sha256, bundle, published_at_ms, published_by) \
                  VALUES ($1, $2, $3, $4, $5)",

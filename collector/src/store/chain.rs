@@ -1393,7 +1393,7 @@ impl Store {
         now_ms: i64,
         max_entries: u32,
     ) -> Result<Option<RootCommit>, StoreError> {
-        let commit = on_pool!(self, pool => {
+        let commit = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Writing the root head first serialises root commits (and takes SQLite's write lock).
             let (prev_seq, prev_hash): (i64, Vec<u8>) = sqlx::query_as(
@@ -1516,7 +1516,7 @@ impl Store {
         }
         let mut linked = 0u64;
         for (agent, ids) in by_agent {
-            on_pool!(self, pool => {
+            on_write_pool!(self, pool => {
                 let mut tx = pool.begin().await?;
                 // Taking the ids off the list first: a collector adopting the same rows at the
                 // same time waits here, then finds them gone and links nothing twice.
@@ -1538,7 +1538,7 @@ impl Store {
             });
         }
         for id in gone {
-            on_pool!(self, pool => {
+            on_write_pool!(self, pool => {
                 sqlx::query("DELETE FROM chain_adoptions WHERE observation_id = $1")
                     .bind(&id)
                     .execute(pool)
@@ -1576,7 +1576,7 @@ impl Store {
         });
         let mut outcome = ExpiryOutcome::default();
         for chain in chains {
-            let (observations, links) = on_pool!(self, pool => {
+            let (observations, links) = on_write_pool!(self, pool => {
                 let mut tx = pool.begin().await?;
                 let head: Option<(i64, Vec<u8>, i64)> = sqlx::query_as(
                     "UPDATE chain_heads SET updated_at_ms = updated_at_ms WHERE chain = $1 \

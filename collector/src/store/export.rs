@@ -130,7 +130,7 @@ impl Store {
         if records.is_empty() {
             return Ok(());
         }
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for record in records {
                 sqlx::query(

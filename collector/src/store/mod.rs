@@ -28,6 +28,13 @@ pub use error::StoreError;
 pub use model::*;
 use rows::{ObservationRow, TokenRow};
 
+/// How long a SQLite write waits for the one writer connection before failing (ingest answers
+/// UNAVAILABLE and the agent retries): the writer queue under a full fleet stays well under this.
+const WRITE_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reader connections for SQLite (WAL: readers do not wait for the writer or each other).
+const SQLITE_READERS: u32 = 8;
+
 /// Largest page any listing returns.
 pub const MAX_PAGE: u32 = 1_000;
 
@@ -42,18 +49,42 @@ pub struct Store {
     policy: std::sync::Arc<policy::PolicyCache>,
 }
 
+/// SQLite takes one writer at a time. Writers on separate connections wait for each other in
+/// SQLite's busy handler, which sleeps and retries (up to `busy_timeout`): under ingest load that
+/// made the ack latency's tail seconds long and let a waiting writer fail with "database is locked".
+/// So every write goes through `writes`, a pool of ONE connection: writers queue in the pool, first
+/// come first served, and never meet the busy handler (other processes, such as a `verify` or a
+/// backup run beside the collector, still do). Reads use `reads`, connections with
+/// `PRAGMA query_only`, which WAL lets run beside the writer; a write sent there by mistake fails
+/// loudly ("attempt to write a readonly database") instead of contending. Rule for store code: a
+/// write (or a transaction that writes) is `on_write_pool!`, and must not call another store method
+/// while it holds its connection (it would wait for itself until the acquire timeout).
+/// PostgreSQL has no such limit: both macros use its one pool.
 #[derive(Debug, Clone)]
 enum Backend {
-    Sqlite(SqlitePool),
+    Sqlite {
+        reads: SqlitePool,
+        writes: SqlitePool,
+    },
     Postgres(PgPool),
 }
 
-/// Expands `$body` once per backend with `$pool` bound to that backend's pool, so that each query is
-/// written once and type-checked against both drivers.
+/// Expands `$body` once per backend with `$pool` bound to that backend's pool for reads, so that
+/// each query is written once and type-checked against both drivers.
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match &$store.backend {
-            Backend::Sqlite($pool) => $body,
+            Backend::Sqlite { reads: $pool, .. } => $body,
+            Backend::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// As `on_pool!`, for statements that write: SQLite's single writer connection (see `Backend`).
+macro_rules! on_write_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            Backend::Sqlite { writes: $pool, .. } => $body,
             Backend::Postgres($pool) => $body,
         }
     };
@@ -100,25 +131,46 @@ impl Store {
                 .synchronous(SqliteSynchronous::Normal)
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5));
-            let mut pool_options = SqlitePoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10));
             if url.contains(":memory:") || url.contains("mode=memory") {
-                // An in-memory database lives as long as one of its connections: keep one open.
-                pool_options = pool_options
+                // An in-memory database lives as long as one of its connections and is seen only
+                // by that connection: one connection, kept open, does both reads and writes.
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(1)
                     .min_connections(1)
                     .idle_timeout(None)
-                    .max_lifetime(None);
+                    .max_lifetime(None)
+                    .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(StoreError::connect)?;
+                SQLITE_MIGRATIONS
+                    .run(&pool)
+                    .await
+                    .map_err(StoreError::migrate)?;
+                Backend::Sqlite {
+                    reads: pool.clone(),
+                    writes: pool,
+                }
+            } else {
+                let writes = SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(WRITE_ACQUIRE_TIMEOUT)
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(StoreError::connect)?;
+                // Migrations first, on the writer: the readers open a database that has its schema.
+                SQLITE_MIGRATIONS
+                    .run(&writes)
+                    .await
+                    .map_err(StoreError::migrate)?;
+                let reads = SqlitePoolOptions::new()
+                    .max_connections(SQLITE_READERS)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options.pragma("query_only", "ON"))
+                    .await
+                    .map_err(StoreError::connect)?;
+                Backend::Sqlite { reads, writes }
             }
-            let pool = pool_options
-                .connect_with(options)
-                .await
-                .map_err(StoreError::connect)?;
-            SQLITE_MIGRATIONS
-                .run(&pool)
-                .await
-                .map_err(StoreError::migrate)?;
-            Backend::Sqlite(pool)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool = PgPoolOptions::new()
                 .max_connections(16)
@@ -143,7 +195,7 @@ impl Store {
     /// "sqlite" or "postgres".
     pub fn backend_name(&self) -> &'static str {
         match self.backend {
-            Backend::Sqlite(_) => "sqlite",
+            Backend::Sqlite { .. } => "sqlite",
             Backend::Postgres(_) => "postgres",
         }
     }
@@ -158,7 +210,10 @@ impl Store {
 
     /// Closes the pool, waiting for connections in use to be returned.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        if let Backend::Sqlite { reads, .. } = &self.backend {
+            reads.close().await;
+        }
+        on_write_pool!(self, pool => pool.close().await)
     }
 
     // ---------------------------------------------------------------- enrollment and agents
@@ -168,7 +223,7 @@ impl Store {
         &self,
         token: &NewEnrollmentToken,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO enrollment_tokens \
                  (id, secret_sha256, group_name, expires_at_ms, max_uses, uses, created_at_ms, created_by) \
@@ -195,7 +250,7 @@ impl Store {
         by: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let updated = on_pool!(self, pool => {
+        let updated = on_write_pool!(self, pool => {
             sqlx::query(
                 "UPDATE enrollment_tokens \
                  SET revoked_at_ms = COALESCE(revoked_at_ms, $1), revoked_by = COALESCE(revoked_by, $2) \
@@ -222,7 +277,7 @@ impl Store {
     /// is taken by a conditional UPDATE, which the database serialises per token row.
     pub async fn enroll_agent(&self, request: &EnrollAgent) -> Result<EnrolledAgent, StoreError> {
         let agent_id = request.agent_id.to_string();
-        let group = on_pool!(self, pool => {
+        let group = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let spent: Option<(String, String)> = sqlx::query_as(
                 "UPDATE enrollment_tokens SET uses = uses + 1 \
@@ -326,7 +381,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let agent_id = agent_id.to_string();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // Touching the agent row first takes the write lock and proves the agent exists.
             let known = sqlx::query("UPDATE agents SET last_contact_ms = last_contact_ms WHERE id = $1")
@@ -362,7 +417,7 @@ impl Store {
         by: &str,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        let updated = on_pool!(self, pool => {
+        let updated = on_write_pool!(self, pool => {
             sqlx::query(
                 "UPDATE agents \
                  SET revoked_at_ms = COALESCE(revoked_at_ms, $1), revoked_by = COALESCE(revoked_by, $2) \
@@ -421,7 +476,7 @@ impl Store {
                 .await;
         }
         let health = heartbeat.health.to_string();
-        let updated = on_pool!(self, pool => {
+        let updated = on_write_pool!(self, pool => {
             sqlx::query(
                 "UPDATE agents SET hostname = $1, os = $2, os_version = $3, arch = $4, agent_version = $5, \
                  catalog_version = $6, health = $7, \
@@ -528,7 +583,7 @@ impl Store {
             });
         }
         let id = Uuid::now_v7();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO users (id, name, role, password_hash, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -577,7 +632,7 @@ impl Store {
 
     /// Stores a login session.
     pub async fn create_session(&self, session: &NewSession) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO sessions (token_sha256, user_id, csrf_token, created_at_ms, expires_at_ms) \
                  VALUES ($1, $2, $3, $4, $5)",
@@ -625,7 +680,7 @@ impl Store {
 
     /// Ends a session (logout). Ending an unknown session is not an error.
     pub async fn delete_session(&self, token_sha256: &str) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE token_sha256 = $1").bind(token_sha256).execute(pool).await?;
         });
         Ok(())
@@ -633,7 +688,7 @@ impl Store {
 
     /// Forgets expired sessions; returns how many.
     pub async fn delete_expired_sessions(&self, now_ms: i64) -> Result<u64, StoreError> {
-        let deleted = on_pool!(self, pool => {
+        let deleted = on_write_pool!(self, pool => {
             sqlx::query("DELETE FROM sessions WHERE expires_at_ms <= $1")
                 .bind(now_ms)
                 .execute(pool)
@@ -657,7 +712,7 @@ impl Store {
             });
         }
         let id = Uuid::now_v7();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO api_keys (id, name, role, key_sha256, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
             )
@@ -692,7 +747,7 @@ impl Store {
             return Ok(None);
         };
         if last_used_ms.is_none_or(|last| now_ms - last >= 60_000) {
-            on_pool!(self, pool => {
+            on_write_pool!(self, pool => {
                 sqlx::query("UPDATE api_keys SET last_used_ms = $1 WHERE id = $2")
                     .bind(now_ms)
                     .bind(&id)
@@ -709,7 +764,7 @@ impl Store {
 
     /// Revokes an API key.
     pub async fn revoke_api_key(&self, id: Uuid, now_ms: i64) -> Result<(), StoreError> {
-        let updated = on_pool!(self, pool => {
+        let updated = on_write_pool!(self, pool => {
             sqlx::query("UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $1) WHERE id = $2")
                 .bind(now_ms)
                 .bind(id.to_string())

@@ -278,7 +278,7 @@ impl Store {
         let policy = self.policy_snapshot(now_ms).await?;
         let agent = agent_id.to_string();
         let mut outcome = IngestOutcome::default();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let group: Option<String> = sqlx::query_scalar(
                 "UPDATE agents SET last_contact_ms = CASE WHEN $1 > last_contact_ms THEN $1 ELSE last_contact_ms END \

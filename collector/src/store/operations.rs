@@ -87,17 +87,26 @@ impl Store {
     /// (`VACUUM INTO`: one read transaction, so writers are not blocked under WAL). The file must
     /// not exist yet. PostgreSQL is backed up with `pg_dump` instead.
     pub async fn backup_sqlite(&self, to: &Path) -> Result<(), BackupError> {
-        let Backend::Sqlite(pool) = &self.backend else {
+        let Backend::Sqlite { reads, .. } = &self.backend else {
             return Err(BackupError::NotSqlite);
         };
         if to.exists() {
             return Err(BackupError::Exists(to.display().to_string()));
         }
         let target = to.to_str().ok_or(BackupError::Path)?;
+        // A reader connection, not the writer: the copy may take minutes and ingest goes on. It
+        // writes only the new file, but `query_only` refuses VACUUM INTO, so the connection drops
+        // it for this statement and is closed afterwards instead of going back to the pool.
+        let mut conn = reads.acquire().await.map_err(StoreError::from)?;
+        conn.close_on_drop();
+        sqlx::query("PRAGMA query_only = OFF")
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
         // The file name is a bound parameter, never part of the SQL text.
         sqlx::query("VACUUM INTO $1")
             .bind(target)
-            .execute(pool)
+            .execute(&mut *conn)
             .await
             .map_err(StoreError::from)?;
         Ok(())

@@ -404,7 +404,7 @@ impl Store {
             created_at_ms: now_ms,
             created_by: actor.who.clone(),
         };
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO policy_sanctions (id, product, category, group_name, note, created_at_ms, created_by) \
@@ -435,7 +435,7 @@ impl Store {
         actor: &PolicyActor,
         now_ms: i64,
     ) -> Result<Sanction, StoreError> {
-        let removed = on_pool!(self, pool => {
+        let removed = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let row: Option<SanctionRow> = sqlx::query_as(
                 "DELETE FROM policy_sanctions WHERE product = $1 AND group_name = $2 \
@@ -474,7 +474,7 @@ impl Store {
             created_at_ms: now_ms,
             created_by: actor.who.clone(),
         };
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO policy_tenants (id, product, tenant, group_name, note, created_at_ms, created_by) \
@@ -514,7 +514,7 @@ impl Store {
             created_at_ms: now_ms,
             created_by: actor.who.clone(),
         };
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO policy_overrides (id, reason_id, product, group_name, severity, note, created_at_ms, created_by) \
@@ -546,7 +546,7 @@ impl Store {
         actor: &PolicyActor,
         now_ms: i64,
     ) -> Result<serde_json::Value, StoreError> {
-        let removed = on_pool!(self, pool => {
+        let removed = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let removed = match kind {
                 PolicyRuleKind::Tenant => {
@@ -603,7 +603,7 @@ impl Store {
             lifted_at_ms: None,
         };
         let id = record.id.to_string();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             sqlx::query(
                 "INSERT INTO policy_suppressions (id, reason_id, product, group_name, agent_id, owner, note, \
@@ -653,7 +653,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<Suppression, StoreError> {
         let id_text = id.to_string();
-        let lifted = on_pool!(self, pool => {
+        let lifted = on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let row: Option<SuppressionRow> = sqlx::query_as(
                 "UPDATE policy_suppressions SET lifted_at_ms = $1, lifted_by = $2 \
@@ -700,7 +700,7 @@ impl Store {
         actor: &PolicyActor,
         now_ms: i64,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             // A write first (it takes SQLite's lock, even when no row matches); it returns the
             // value before the change.

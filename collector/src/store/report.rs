@@ -239,7 +239,7 @@ impl Store {
 
     /// Records a report run.
     pub async fn record_report_run(&self, run: &ReportRun) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO report_runs (id, schedule, started_at_ms, finished_at_ms, since_ms, until_ms, \
                  formats, files, outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",

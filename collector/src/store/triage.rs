@@ -626,7 +626,7 @@ impl Store {
         context: &TriageContext,
     ) -> Result<TriageEvent, StoreError> {
         validate(action, context)?;
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             let applied: Result<Result<TriageEvent, Skip>, StoreError> =
                 apply_action!(tx, alert_id, action, context);
@@ -663,7 +663,7 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let mut outcome = BulkOutcome::default();
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             let mut tx = pool.begin().await?;
             for id in ids {
                 let applied: Result<Result<TriageEvent, Skip>, StoreError> =

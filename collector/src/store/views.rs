@@ -399,7 +399,7 @@ impl Store {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let disabled_at = disabled.then_some(now_ms);
-        let updated = on_pool!(self, pool => {
+        let updated = on_write_pool!(self, pool => {
             sqlx::query("UPDATE users SET disabled_at_ms = $1 WHERE id = $2")
                 .bind(disabled_at)
                 .bind(user_id.to_string())
