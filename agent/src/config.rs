@@ -19,7 +19,7 @@
 //! watch = true                  # rescan when a watched config file changes
 //!
 //! [network]                   # DNS / TLS SNI / QUIC SNI sensor (needs CAP_NET_RAW)
-//! enabled = false               # off unless set
+//! enabled = true                # default: on for Linux (the only platform with live capture)
 //! interfaces = []               # [] = every interface that is up, and those that appear later
 //! window_seconds = 600          # 60..=86400: one report per name and process per window
 //!
@@ -38,6 +38,10 @@
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The network sensor is on by default where the agent can capture live (Linux); on other
+/// platforms turning it on only reports the blind spot that capture is unsupported.
+const NETWORK_DEFAULT: bool = cfg!(target_os = "linux");
 
 use serde::Deserialize;
 
@@ -196,7 +200,7 @@ impl Default for Config {
             inventory_enabled: true,
             inventory_interval: Duration::from_secs(3600),
             inventory_watch: true,
-            network_enabled: false,
+            network_enabled: NETWORK_DEFAULT,
             network_interfaces: Vec::new(),
             network_window: Duration::from_secs(600),
             batch_max_observations: 500,
@@ -397,7 +401,7 @@ impl Config {
             inventory_enabled: file.inventory.enabled.unwrap_or(true),
             inventory_interval,
             inventory_watch: file.inventory.watch.unwrap_or(true),
-            network_enabled: file.network.enabled.unwrap_or(false),
+            network_enabled: file.network.enabled.unwrap_or(NETWORK_DEFAULT),
             network_interfaces,
             network_window,
             batch_max_observations,
@@ -480,7 +484,7 @@ mod tests {
         assert_eq!(config.network_interfaces, ["eth0", "wg0"]);
         assert_eq!(config.network_window, Duration::from_secs(120));
         let defaults = parse("").unwrap();
-        assert!(!defaults.network_enabled);
+        assert_eq!(defaults.network_enabled, cfg!(target_os = "linux"));
         assert!(defaults.network_interfaces.is_empty());
         let error = parse("[network]\ninterfaces = [\"../etc\"]").unwrap_err();
         assert!(error.contains("network.interfaces"), "{error}");

@@ -169,9 +169,16 @@ pub async fn run(mut settings: Settings, args: QuickstartArgs) -> anyhow::Result
             args.scan_interval,
             settings.data_dir.join("agent/agent.log").display()
         );
-        println!(
-            "network sensor: not in this version (DNS/TLS capture arrives with the network sensor)"
-        );
+        if network_capture_possible() {
+            println!("network sensor: DNS, TLS SNI and QUIC SNI on every interface that is up");
+        } else if cfg!(target_os = "linux") {
+            println!(
+                "network sensor: off (packet capture needs root or CAP_NET_RAW; run quickstart \
+                 with sudo to see AI names in DNS and TLS)"
+            );
+        } else {
+            println!("network sensor: off (live capture is Linux-only in this version)");
+        }
         if !is_root() {
             println!(
                 "process sensor: running without root sees only this user's executables; \
@@ -276,9 +283,11 @@ async fn start_agent(
     let config = format!(
         "# written by `shadowai-collector quickstart` at every start\n\
          collector = \"{collector_url}\"\n\
-         state_dir = \"{}\"\n\n[process]\ninterval_seconds = {}\n\n[transport]\nflush_interval_ms = 500\n",
+         state_dir = \"{}\"\n\n[process]\ninterval_seconds = {}\n\n[network]\nenabled = {}\n\n\
+         [transport]\nflush_interval_ms = 500\n",
         toml_escape(&state_dir.display().to_string()),
-        args.scan_interval
+        args.scan_interval,
+        network_capture_possible()
     );
     std::fs::write(&config_path, config).context("cannot write the agent configuration")?;
 
@@ -347,6 +356,12 @@ async fn stop_agent(agent: &mut Child) {
         }
     }
     let _ = agent.kill().await;
+}
+
+/// The quickstart agent captures packets only where it can: Linux, as root. Elsewhere it would
+/// only report the blind spot, which the lines printed at start already say.
+fn network_capture_possible() -> bool {
+    cfg!(target_os = "linux") && is_root()
 }
 
 fn is_root() -> bool {

@@ -99,7 +99,7 @@ async fn agent_swaps_in_a_published_catalog_and_refuses_a_malformed_one() {
     std::fs::write(
         &config,
         format!(
-            "collector = \"{}\"\nstate_dir = \"{}\"\n[process]\ninterval_seconds = 1\n[transport]\nflush_interval_ms = 100\n",
+            "collector = \"{}\"\nstate_dir = \"{}\"\n[process]\ninterval_seconds = 1\n[network]\nenabled = false\n[transport]\nflush_interval_ms = 100\n",
             collector.url,
             state.display()
         ),

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{ProcessGuard, binaries, lock_machine_wide, poll_until};
+use shadowai_collector::store::{ObservationQuery, Signal, Store};
+
+use crate::support::{ProcessGuard, Serve, binaries, lock_machine_wide, poll_until};
 
 /// The signals a network capture yields.
 const SIGNALS: [&str; 3] = ["dns", "tls_sni", "quic_sni"];
@@ -163,6 +165,171 @@ async fn real_clients_ai_names_are_detected_live_and_in_the_capture_and_benign_o
 
 // ---------------------------------------------------------------------------------------------
 // the plan and what the catalog says about it
+
+/// The daemon (`shadowai-agent run`, network sensor on by default on Linux) inside the client
+/// namespace captures a real `dig` query and a real `openssl s_client` hello and reports them to a
+/// real collector (`serve`, in the same namespace, SQLite): each AI name arrives once, with the
+/// catalog rule that fired; the benign name in the same run never leaves the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_reports_captured_ai_names_to_the_collector_once() {
+    let Some(lab_script) = netlab_or_skip() else {
+        return;
+    };
+    let _lock = lock_machine_wide("netlab").await;
+    let bins = binaries();
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let lab = Lab::up(&lab_script, &format!("d{}", std::process::id()));
+    let client_ns = lab.client_namespace();
+    let in_client = |program: &Path| {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &client_ns]).arg(program);
+        command
+    };
+
+    let database = format!("sqlite://{}", tmp.path().join("collector.db").display());
+    let serve = Serve::start_in(Some(&client_ns), &tmp.path().join("collector"), &database).await;
+    let token = serve.command(&["token", "create", "--group", "netlab"]);
+    let state = tmp.path().join("agent");
+    let enrolled = in_client(&bins.agent)
+        .args(["enroll", "--collector", &format!("https://{}", serve.grpc)])
+        .args(["--token", &token])
+        .arg("--state-dir")
+        .arg(&state)
+        .output()
+        .expect("run shadowai-agent enroll");
+    assert!(enrolled.status.success(), "enroll: {enrolled:?}");
+    let config = tmp.path().join("agent.toml");
+    // no [network] section: the sensor is on by default on Linux
+    std::fs::write(
+        &config,
+        format!(
+            "collector = \"https://{}\"\nstate_dir = \"{}\"\n[process]\nenabled = false\n\
+             [inventory]\nenabled = false\n[transport]\nflush_interval_ms = 100\n",
+            serve.grpc,
+            state.display()
+        ),
+    )
+    .expect("write agent.toml");
+    let mut daemon = ProcessGuard::spawn(
+        "shadowai-agent run",
+        in_client(&bins.agent)
+            .arg("run")
+            .arg("--config")
+            .arg(&config),
+    );
+    poll_until(
+        CAPTURE_READY,
+        "the daemon's network sensor to capture veth0",
+        || {
+            let status = std::fs::read_to_string(state.join("status.json"));
+            async move {
+                let status: Value = serde_json::from_str(&status.map_err(|e| e.to_string())?)
+                    .map_err(|e| e.to_string())?;
+                let capturing = status["sensors"].as_array().is_some_and(|sensors| {
+                    sensors.iter().any(|s| {
+                        s["sensor"] == "network"
+                            && field(s, "detail").contains("capturing on")
+                            && field(s, "detail").contains("veth0")
+                    })
+                });
+                if capturing {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                }
+            }
+        },
+    )
+    .await;
+
+    let server = "10.231.0.1";
+    for name in ["api.anthropic.com", "example.org"] {
+        let dig = in_client(Path::new("dig"))
+            .args([&format!("@{server}"), name, "+tries=1", "+time=3"])
+            .output()
+            .expect("run dig");
+        assert!(dig.status.success(), "dig {name}: {dig:?}");
+    }
+    let hello = in_client(Path::new("openssl"))
+        .args(["s_client", "-connect", &format!("{server}:443")])
+        .args(["-servername", "api.mistral.ai"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run openssl s_client");
+    assert!(hello.status.success(), "openssl s_client: {hello:?}");
+
+    let store = Store::connect(&database)
+        .await
+        .expect("open the collector's database");
+    let expected = [
+        ("api.anthropic.com", Signal::Dns),
+        ("api.mistral.ai", Signal::TlsSni),
+    ];
+    let stored = || async {
+        let page = store
+            .list_observations(&ObservationQuery {
+                limit: 1000,
+                after: None,
+                agent_id: None,
+                product: None,
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(page.items)
+    };
+    poll_until(
+        Duration::from_secs(40),
+        "both AI names stored by the collector",
+        || async {
+            let items = stored().await?;
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|(name, signal)| {
+                    !items.iter().any(|o| o.name == *name && o.signal == *signal)
+                })
+                .collect();
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "missing {missing:?}; daemon:\n{}",
+                    daemon.log_tail()
+                ))
+            }
+        },
+    )
+    .await;
+    // a duplicate would come with the next flush (100 ms): give it time, then count
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let items = stored().await.expect("list observations");
+    for (name, signal) in expected {
+        let found: Vec<_> = items
+            .iter()
+            .filter(|o| o.name == name && o.signal == signal)
+            .collect();
+        assert_eq!(found.len(), 1, "{name} {signal:?} stored once: {found:#?}");
+        let observation = found[0];
+        assert!(
+            !observation.product.is_empty() && !observation.rule.is_empty(),
+            "{name}: the catalog product and rule are named: {observation:#?}"
+        );
+    }
+    let leaked: Vec<_> = items
+        .iter()
+        .filter(|o| o.name.contains("example.org"))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "a benign name reached the collector: {leaked:#?}"
+    );
+    let status = daemon.terminate().await;
+    assert!(
+        status.success(),
+        "the daemon exits 0 on SIGTERM: {status}\n{}",
+        daemon.log_tail()
+    );
+    store.close().await;
+}
 
 /// One line of plan.tsv.
 #[derive(Debug, Clone, PartialEq)]

@@ -73,7 +73,7 @@ fn write_config(path: &Path, collector: &str, state: &Path, extra: &str) {
         path,
         format!(
             "collector = \"{collector}\"\nstate_dir = \"{}\"\n{extra}\n\
-             [process]\ninterval_seconds = 1\n[inventory]\nenabled = false\n",
+             [process]\ninterval_seconds = 1\n[inventory]\nenabled = false\n[network]\nenabled = false\n",
             state.display()
         ),
     )

@@ -18,7 +18,7 @@ fn write_config(path: &Path, collector: &str, state: &Path) {
         path,
         format!(
             "collector = \"{collector}\"\nstate_dir = \"{}\"\n[process]\ninterval_seconds = 1\n\
-             [transport]\nflush_interval_ms = 100\n",
+             [network]\nenabled = false\n[transport]\nflush_interval_ms = 100\n",
             state.display()
         ),
     )

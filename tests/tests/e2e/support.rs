@@ -496,7 +496,23 @@ pub struct Serve {
 impl Serve {
     /// Starts `serve` on `data_dir` and `database` and waits until it says where it listens.
     pub async fn start(data_dir: &Path, database: &str) -> Serve {
-        let mut command = Command::new(&binaries().collector);
+        Serve::start_in(None, data_dir, database).await
+    }
+
+    /// As [`Serve::start`], inside network namespace `netns` when given (`ip netns exec` execs
+    /// into the collector: the guard's pid is the collector's, and its loopback is the
+    /// namespace's).
+    pub async fn start_in(netns: Option<&str>, data_dir: &Path, database: &str) -> Serve {
+        let mut command = match netns {
+            Some(netns) => {
+                let mut command = Command::new("ip");
+                command
+                    .args(["netns", "exec", netns])
+                    .arg(&binaries().collector);
+                command
+            }
+            None => Command::new(&binaries().collector),
+        };
         command
             .arg("serve")
             .arg("--data-dir")
