@@ -483,10 +483,12 @@ pub(super) async fn hosts(State(state): State<HttpState>, headers: HeaderMap) ->
         Ok(found) => found,
         Err(error) => return store_failed(&error),
     };
+    let counts: std::collections::HashMap<Uuid, &crate::store::AgentAlertCounts> =
+        counts.iter().map(|c| (c.agent_id, c)).collect();
     let hosts = agents
         .iter()
         .map(|agent| {
-            let count = counts.iter().find(|c| c.agent_id == agent.agent_id);
+            let count = counts.get(&agent.agent_id);
             HostRow {
                 agent: AgentView::new(agent, now),
                 alerts: count.map_or(0, |c| c.alerts),
