@@ -8,8 +8,11 @@ CREATE INDEX alerts_unresolved_by_last_seen ON alerts (last_seen_ms, id) WHERE s
 CREATE INDEX alerts_by_first_seen ON alerts (first_seen_ms, id);
 -- Sort by count.
 CREATE INDEX alerts_by_count ON alerts (count, last_seen_ms, id);
--- The overview's tallies by severity and status, read from the index alone.
-CREATE INDEX alerts_by_severity_status ON alerts (severity, status, agent_id);
+-- The overview's tallies by severity and status and its risky hosts, read from the index alone;
+-- sort by severity picks the page's ids from it alone.
+CREATE INDEX alerts_by_severity_status ON alerts (severity, status, last_seen_ms, id, agent_id);
+-- The user filter (a substring: no index can seek it) scans this instead of the alert rows.
+CREATE INDEX alerts_by_user ON alerts (user_name, status, last_seen_ms, id);
 -- The hosts page's alert counts per agent, read from the index alone.
 CREATE INDEX alerts_by_agent_status ON alerts (agent_id, status);
 -- Sort by host and the host filter.

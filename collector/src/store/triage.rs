@@ -760,6 +760,15 @@ impl Store {
             AlertSort::Count => "l.count DESC, l.last_seen_ms DESC, l.id DESC",
             AlertSort::Host => "a.hostname ASC, l.last_seen_ms DESC, l.id DESC",
         };
+        // With the user filter (a substring match), the page's ids come from a scan of the
+        // alerts_by_user index and a sort: `+` keeps the planner from walking the whole table in
+        // time order through the time index to find a few matches.
+        let inner_order = match (filter.sort, filter.user.is_some()) {
+            (AlertSort::LastSeen, true) => "+l.last_seen_ms DESC, l.id DESC",
+            (AlertSort::FirstSeen, true) => "+l.first_seen_ms DESC, l.id DESC",
+            (AlertSort::Count, true) => "+l.count DESC, l.last_seen_ms DESC, l.id DESC",
+            _ => order,
+        };
         let host = filter.host.as_deref().map(contains_pattern);
         let user = filter.user.as_deref().map(contains_pattern);
         let agent = filter.agent_id.map(|id| id.to_string());
@@ -774,7 +783,7 @@ impl Store {
         };
         let page_sql = format!(
             "SELECT {} FROM alerts l JOIN agents a ON a.id = l.agent_id \
-             WHERE l.id IN (SELECT l.id FROM alerts l{host_join}{} ORDER BY {order} \
+             WHERE l.id IN (SELECT l.id FROM alerts l{host_join}{} ORDER BY {inner_order} \
              LIMIT ${limit_at} OFFSET ${}) ORDER BY {order}",
             triaged_alert_columns!(),
             clause.sql,
