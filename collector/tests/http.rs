@@ -1416,12 +1416,28 @@ async fn admins_create_an_enrollment_token_shown_once() {
             ],
         )
         .await;
+    // POST-redirect-GET: the answer to the form is a redirect, so a reload repeats no POST
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let shown = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(shown.starts_with("/tokens?shown="), "{shown}");
+    // another admin's session cannot read it (and does not use it up)
+    let (other_admin, _) = app.session_as("root2", Role::Admin).await;
+    let html = text(app.get(&shown, &[("cookie", &other_admin)]).await).await;
+    assert!(!html.contains("new-token"), "bound to the session");
+    let response = app.get(&shown, &[("cookie", &admin)]).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
     let html = text(response).await;
     let token = between(&html, "<code id=\"new-token\">", "</code>")
         .unwrap()
         .to_owned();
+    // a reload of the page that showed it shows it no more
+    let reloaded = text(app.get(&shown, &[("cookie", &admin)]).await).await;
+    assert!(!reloaded.contains("new-token"), "shown once");
+    assert!(!reloaded.contains(&token));
     assert!(
         token.starts_with("sa1.") && token.ends_with(".pin"),
         "{token}"
@@ -1469,6 +1485,69 @@ async fn admins_create_an_enrollment_token_shown_once() {
         .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(app.store.list_enrollment_tokens(10).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn admins_add_a_user_whose_password_is_shown_once() {
+    let app = app().await;
+    let (admin, csrf) = app.session_as("root", Role::Admin).await;
+    let response = app
+        .post_form(
+            "/users",
+            &admin,
+            &[("csrf", &csrf), ("name", "carol<b>"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    let shown = response.headers()[header::LOCATION]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(shown.starts_with("/users?shown="), "{shown}");
+    // the id does not show a token on the tokens page, nor the password to a responder
+    let tokens_page = shown.replace("/users?", "/tokens?");
+    let html = text(app.get(&tokens_page, &[("cookie", &admin)]).await).await;
+    assert!(!html.contains("new-token"));
+    let viewer = app.get(&shown, &[("cookie", &app.login().await)]).await;
+    assert_eq!(viewer.status(), StatusCode::FORBIDDEN);
+
+    let response = app.get(&shown, &[("cookie", &admin)]).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+    let html = text(response).await;
+    assert!(html.contains("carol&lt;b&gt;"), "{html}");
+    let password = between(&html, "<code id=\"new-password\">", "</code>")
+        .expect("the password is shown")
+        .to_owned();
+    let reloaded = text(app.get(&shown, &[("cookie", &admin)]).await).await;
+    assert!(!reloaded.contains(&password), "shown once");
+    assert!(reloaded.contains("carol&lt;b&gt;"), "the user is listed");
+
+    // the password shown is the user's
+    let (csrf_cookie, login_csrf) = app.login_form().await;
+    let login = app
+        .post_form(
+            "/login",
+            &csrf_cookie,
+            &[
+                ("username", "carol<b>"),
+                ("password", &password),
+                ("csrf", &login_csrf),
+            ],
+        )
+        .await;
+    assert_eq!(login.status(), StatusCode::SEE_OTHER);
+    assert!(set_cookie(&login, "shadowai_session").is_some());
+
+    // a name taken answers on the POST itself, with nothing stashed
+    let again = app
+        .post_form(
+            "/users",
+            &admin,
+            &[("csrf", &csrf), ("name", "carol<b>"), ("role", "viewer")],
+        )
+        .await;
+    assert_eq!(again.status(), StatusCode::CONFLICT);
 }
 
 // ------------------------------------------------------------------------------------ OpenAPI

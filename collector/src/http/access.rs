@@ -15,8 +15,17 @@ pub(super) async fn page_user(
     state: &HttpState,
     headers: &HeaderMap,
 ) -> Result<SessionUser, Response> {
+    page_session(state, headers).await.map(|(user, _)| user)
+}
+
+/// Like [`page_user`], with the session's id (the SHA-256 of its cookie) that what is shown once
+/// after a form is bound to.
+pub(super) async fn page_session(
+    state: &HttpState,
+    headers: &HeaderMap,
+) -> Result<(SessionUser, String), Response> {
     match session::current(state, headers, now_ms()).await {
-        Ok(Some((user, _))) => Ok(user),
+        Ok(Some(session)) => Ok(session),
         Ok(None) => Err(Redirect::to("/login").into_response()),
         Err(error) => {
             warn!(error = %error, "session lookup failed");

@@ -22,6 +22,7 @@ mod pages;
 mod policy_page;
 pub mod reports;
 mod session;
+mod shown_once;
 mod throttle;
 mod triage;
 pub(crate) mod view;
@@ -70,6 +71,8 @@ pub struct HttpState {
     /// The collector CA's pin, which enrollment tokens made on the tokens page carry; without it
     /// the page only lists and revokes.
     enrollment_pin: Option<Arc<str>>,
+    /// New secrets waiting for the GET that shows them once (POST-redirect-GET).
+    shown_once: Arc<shown_once::ShownOnce>,
 }
 
 impl HttpState {
@@ -80,6 +83,7 @@ impl HttpState {
             login_throttle: Arc::default(),
             metrics_token: None,
             enrollment_pin: None,
+            shown_once: Arc::default(),
         }
     }
 

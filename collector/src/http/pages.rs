@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::dashboard::{AgentView, AlertView, assignable};
 use super::policy_page::{SanctionView, categories};
+use super::shown_once::Kind;
 use super::view::Chrome;
 use super::{HttpState, access, now_ms, view};
 use crate::auth;
@@ -482,10 +483,12 @@ pub(super) async fn hosts(State(state): State<HttpState>, headers: HeaderMap) ->
         Ok(found) => found,
         Err(error) => return store_failed(&error),
     };
+    let counts: std::collections::HashMap<Uuid, &crate::store::AgentAlertCounts> =
+        counts.iter().map(|c| (c.agent_id, c)).collect();
     let hosts = agents
         .iter()
         .map(|agent| {
-            let count = counts.iter().find(|c| c.agent_id == agent.agent_id);
+            let count = counts.get(&agent.agent_id);
             HostRow {
                 agent: AgentView::new(agent, now),
                 alerts: count.map_or(0, |c| c.alerts),
@@ -902,10 +905,49 @@ const TOKEN_LIFETIMES: [(&str, &str); 5] = [
     ("never", "never"),
 ];
 
-/// `GET /tokens`: enrollment tokens (never their secrets) with revocation and creation (admins).
-pub(super) async fn tokens(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let user = signed_in!(access::page_user_with(&state, &headers, Role::Admin).await);
-    tokens_page(&state, &user, None).await
+/// `GET /tokens`: enrollment tokens (never their secrets) with revocation and creation (admins);
+/// `?shown=<id>` shows the token just created by this session, once.
+pub(super) async fn tokens(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<ShownParams>, QueryRejection>,
+) -> Response {
+    let (user, session) = signed_in!(access::page_session(&state, &headers).await);
+    if user.role < Role::Admin {
+        return access::forbidden_page(Role::Admin);
+    }
+    let created = take_shown(&state, params, &session, Kind::EnrollmentToken);
+    tokens_page(&state, &user, created).await
+}
+
+/// The query of a page that shows a new secret once after its form.
+#[derive(Debug, Deserialize)]
+pub(super) struct ShownParams {
+    shown: Option<String>,
+}
+
+/// The secret stashed for this session and page under `?shown=`, taken out of the stash.
+fn take_shown(
+    state: &HttpState,
+    params: Result<Query<ShownParams>, QueryRejection>,
+    session: &str,
+    kind: Kind,
+) -> Option<(String, String)> {
+    let id = params.ok()?.0.shown?;
+    state.shown_once.take(&id, session, kind, now_ms())
+}
+
+/// Stashes a new secret for `GET <page>?shown=<id>` and redirects there (POST-redirect-GET: a
+/// reload of the page does not repeat the form, and does not show the secret again).
+fn redirect_to_shown(
+    state: &HttpState,
+    page: &str,
+    session: &str,
+    kind: Kind,
+    shown: (String, String),
+) -> Response {
+    let id = state.shown_once.put(session, kind, shown, now_ms());
+    Redirect::to(&format!("{page}?shown={id}")).into_response()
 }
 
 #[derive(Debug, Deserialize)]
@@ -921,14 +963,15 @@ pub(super) struct TokenForm {
     expires: String,
 }
 
-/// `POST /tokens`: creates an enrollment token (admins). Its text is on this answer only (never
-/// logged, never stored: the store keeps the secret's SHA-256), like `token create` prints it once.
+/// `POST /tokens`: creates an enrollment token (admins) and redirects to the page that shows its
+/// text once (never logged, never stored: the store keeps the secret's SHA-256; the text waits in
+/// memory for that GET only), like `token create` prints it once.
 pub(super) async fn create_token(
     State(state): State<HttpState>,
     headers: HeaderMap,
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Response {
-    let user = signed_in!(access::page_user(&state, &headers).await);
+    let (user, session) = signed_in!(access::page_session(&state, &headers).await);
     let Ok(Form(form)) = form else {
         return view::message_page(
             StatusCode::BAD_REQUEST,
@@ -979,7 +1022,13 @@ pub(super) async fn create_token(
     {
         Ok(token) => {
             info!(user_id = %user.user_id, "enrollment token created from the dashboard");
-            tokens_page(&state, &user, Some((view::visible(group), token))).await
+            redirect_to_shown(
+                &state,
+                "/tokens",
+                &session,
+                Kind::EnrollmentToken,
+                (view::visible(group), token),
+            )
         }
         Err(TokenError::Invalid(message)) => {
             view::message_page(StatusCode::BAD_REQUEST, "Not done", &message)
@@ -1082,10 +1131,19 @@ async fn users_page(
     response
 }
 
-/// `GET /users` (admins).
-pub(super) async fn users(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let user = signed_in!(access::page_user_with(&state, &headers, Role::Admin).await);
-    users_page(&state, &user, StatusCode::OK, None).await
+/// `GET /users` (admins); `?shown=<id>` shows the password of the user just added by this
+/// session, once.
+pub(super) async fn users(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    params: Result<Query<ShownParams>, QueryRejection>,
+) -> Response {
+    let (user, session) = signed_in!(access::page_session(&state, &headers).await);
+    if user.role < Role::Admin {
+        return access::forbidden_page(Role::Admin);
+    }
+    let created = take_shown(&state, params, &session, Kind::UserPassword);
+    users_page(&state, &user, StatusCode::OK, created).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -1098,13 +1156,14 @@ pub(super) struct AddUserForm {
     role: String,
 }
 
-/// `POST /users`: adds a user with a generated password, shown once on the answer (admins).
+/// `POST /users`: adds a user with a generated password (admins) and redirects to the page that
+/// shows the password once.
 pub(super) async fn add_user(
     State(state): State<HttpState>,
     headers: HeaderMap,
     form: Result<Form<AddUserForm>, FormRejection>,
 ) -> Response {
-    let user = signed_in!(access::page_user(&state, &headers).await);
+    let (user, session) = signed_in!(access::page_session(&state, &headers).await);
     let Ok(Form(form)) = form else {
         return view::message_page(
             StatusCode::BAD_REQUEST,
@@ -1146,7 +1205,7 @@ pub(super) async fn add_user(
         Ok(_) => {
             info!(user_id = %user.user_id, role = %role, "user added from the dashboard");
             let created = (view::visible(form.name.trim()), password);
-            users_page(&state, &user, StatusCode::OK, Some(created)).await
+            redirect_to_shown(&state, "/users", &session, Kind::UserPassword, created)
         }
         Err(StoreError::Conflict { .. }) => view::message_page(
             StatusCode::CONFLICT,

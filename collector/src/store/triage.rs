@@ -321,24 +321,6 @@ macro_rules! triaged_alert_columns {
     };
 }
 
-/// The queue's WHERE clause; parameters $1..$11 in the order `bind_filter!` binds them.
-macro_rules! queue_where {
-    () => {
-        " FROM alerts l JOIN agents a ON a.id = l.agent_id \
-         WHERE ($1 IS NULL OR l.severity = $1) \
-         AND ($2 IS NULL OR l.status = $2 OR ($2 = 'unresolved' AND l.status <> 'resolved')) \
-         AND ($3 IS NULL OR l.reason = $3) \
-         AND ($4 IS NULL OR l.product = $4) \
-         AND ($5 IS NULL OR l.category = $5) \
-         AND ($6 IS NULL OR a.group_name = $6) \
-         AND ($7 IS NULL OR LOWER(a.hostname) LIKE $7 ESCAPE '!') \
-         AND ($8 IS NULL OR LOWER(l.user_name) LIKE $8 ESCAPE '!') \
-         AND ($9 IS NULL OR COALESCE(l.assignee, '') = $9) \
-         AND ($10 IS NULL OR l.agent_id = $10) \
-         AND ($11 IS NULL OR l.last_seen_ms >= $11)"
-    };
-}
-
 /// The rank of a severity for sorting (unknown severities last).
 macro_rules! severity_rank {
     () => {
@@ -347,28 +329,96 @@ macro_rules! severity_rank {
     };
 }
 
-macro_rules! queue_query {
-    ($order:expr) => {
-        concat!(
-            "SELECT ",
-            triaged_alert_columns!(),
-            queue_where!(),
-            " ORDER BY ",
-            $order,
-            " LIMIT $12 OFFSET $13"
-        )
-    };
+/// A value bound to a queue query.
+enum Arg<'a> {
+    Text(&'a str),
+    Int(i64),
 }
 
-const QUEUE_BY_LAST_SEEN: &str = queue_query!("l.last_seen_ms DESC, l.id DESC");
-const QUEUE_BY_FIRST_SEEN: &str = queue_query!("l.first_seen_ms DESC, l.id DESC");
-const QUEUE_BY_SEVERITY: &str = queue_query!(concat!(
-    severity_rank!(),
-    " DESC, l.last_seen_ms DESC, l.id DESC"
-));
-const QUEUE_BY_COUNT: &str = queue_query!("l.count DESC, l.last_seen_ms DESC, l.id DESC");
-const QUEUE_BY_HOST: &str = queue_query!("a.hostname ASC, l.last_seen_ms DESC, l.id DESC");
-const QUEUE_COUNT: &str = concat!("SELECT COUNT(*)", queue_where!());
+/// The queue's WHERE clause for one filter: only the conditions of the filters that are set, each a
+/// fixed SQL fragment with a numbered parameter (no value of the filter is ever in the text). Each
+/// combination of filters is a statement of its own, so the planner (PostgreSQL plans a prepared
+/// statement once) sees which indexes apply, instead of `$n IS NULL OR ...` that none serves.
+/// Host and group conditions are subqueries over `agents`, so counting needs no join.
+struct QueueWhere<'a> {
+    sql: String,
+    args: Vec<Arg<'a>>,
+}
+
+impl<'a> QueueWhere<'a> {
+    /// `host` and `user` are `LIKE` patterns, `agent` the agent id as stored.
+    fn new(
+        filter: &'a AlertFilter,
+        host: Option<&'a str>,
+        user: Option<&'a str>,
+        agent: Option<&'a str>,
+    ) -> Self {
+        let mut clause = QueueWhere {
+            sql: String::from(" WHERE 1 = 1"),
+            args: Vec::new(),
+        };
+        if let Some(severity) = &filter.severity {
+            clause.condition("l.severity = ", Arg::Text(severity), "");
+        }
+        match filter.status.as_deref() {
+            None => {}
+            // served by the partial index alerts_unresolved_by_last_seen
+            Some("unresolved") => clause.sql.push_str(" AND l.status <> 'resolved'"),
+            Some(status) => clause.condition("l.status = ", Arg::Text(status), ""),
+        }
+        if let Some(reason) = &filter.reason {
+            clause.condition("l.reason = ", Arg::Text(reason), "");
+        }
+        if let Some(product) = &filter.product {
+            clause.condition("l.product = ", Arg::Text(product), "");
+        }
+        if let Some(category) = &filter.category {
+            clause.condition("l.category = ", Arg::Text(category), "");
+        }
+        if let Some(group) = &filter.group {
+            clause.condition(
+                "l.agent_id IN (SELECT id FROM agents WHERE group_name = ",
+                Arg::Text(group),
+                ")",
+            );
+        }
+        if let Some(host) = host {
+            clause.condition(
+                "l.agent_id IN (SELECT id FROM agents WHERE LOWER(hostname) LIKE ",
+                Arg::Text(host),
+                " ESCAPE '!')",
+            );
+        }
+        if let Some(user) = user {
+            clause.condition("LOWER(l.user_name) LIKE ", Arg::Text(user), " ESCAPE '!'");
+        }
+        if let Some(assignee) = &filter.assignee {
+            clause.condition("COALESCE(l.assignee, '') = ", Arg::Text(assignee), "");
+        }
+        if let Some(agent) = agent {
+            clause.condition("l.agent_id = ", Arg::Text(agent), "");
+        }
+        if let Some(since) = filter.since_ms {
+            clause.condition("l.last_seen_ms >= ", Arg::Int(since), "");
+        }
+        clause
+    }
+
+    /// Appends ` AND <before>$n<after>` with `arg` as parameter `$n`.
+    fn condition(&mut self, before: &str, arg: Arg<'a>, after: &str) {
+        self.args.push(arg);
+        self.sql.push_str(" AND ");
+        self.sql.push_str(before);
+        self.sql.push('$');
+        self.sql.push_str(&self.args.len().to_string());
+        self.sql.push_str(after);
+    }
+
+    /// The number the next parameter gets.
+    fn next_parameter(&self) -> usize {
+        self.args.len() + 1
+    }
+}
 
 /// A `LIKE` pattern matching `text` anywhere, lowercase, with `!` as the escape character.
 fn contains_pattern(text: &str) -> String {
@@ -701,39 +751,64 @@ impl Store {
     pub async fn alert_queue(&self, filter: &AlertFilter) -> Result<AlertQueuePage, StoreError> {
         let page_size = filter.page_size.clamp(1, MAX_PAGE);
         let offset = i64::from(filter.page) * i64::from(page_size);
-        let sql = match filter.sort {
-            AlertSort::LastSeen => QUEUE_BY_LAST_SEEN,
-            AlertSort::FirstSeen => QUEUE_BY_FIRST_SEEN,
-            AlertSort::Severity => QUEUE_BY_SEVERITY,
-            AlertSort::Count => QUEUE_BY_COUNT,
-            AlertSort::Host => QUEUE_BY_HOST,
+        let order = match filter.sort {
+            AlertSort::LastSeen => "l.last_seen_ms DESC, l.id DESC",
+            AlertSort::FirstSeen => "l.first_seen_ms DESC, l.id DESC",
+            AlertSort::Severity => {
+                concat!(severity_rank!(), " DESC, l.last_seen_ms DESC, l.id DESC")
+            }
+            AlertSort::Count => "l.count DESC, l.last_seen_ms DESC, l.id DESC",
+            AlertSort::Host => "a.hostname ASC, l.last_seen_ms DESC, l.id DESC",
+        };
+        // With the user filter (a substring match), the page's ids come from a scan of the
+        // alerts_by_user index and a sort: `+` keeps the planner from walking the whole table in
+        // time order through the time index to find a few matches.
+        let inner_order = match (filter.sort, filter.user.is_some()) {
+            (AlertSort::LastSeen, true) => "+l.last_seen_ms DESC, l.id DESC",
+            (AlertSort::FirstSeen, true) => "+l.first_seen_ms DESC, l.id DESC",
+            (AlertSort::Count, true) => "+l.count DESC, l.last_seen_ms DESC, l.id DESC",
+            _ => order,
         };
         let host = filter.host.as_deref().map(contains_pattern);
         let user = filter.user.as_deref().map(contains_pattern);
         let agent = filter.agent_id.map(|id| id.to_string());
-        macro_rules! bind_filter {
-            ($query:expr) => {
-                $query
-                    .bind(filter.severity.as_deref())
-                    .bind(filter.status.as_deref())
-                    .bind(filter.reason.as_deref())
-                    .bind(filter.product.as_deref())
-                    .bind(filter.category.as_deref())
-                    .bind(filter.group.as_deref())
-                    .bind(host.as_deref())
-                    .bind(user.as_deref())
-                    .bind(filter.assignee.as_deref())
-                    .bind(agent.as_deref())
-                    .bind(filter.since_ms)
-            };
+        let clause = QueueWhere::new(filter, host.as_deref(), user.as_deref(), agent.as_deref());
+        let limit_at = clause.next_parameter();
+        // The page's ids first (only the sort keys are read and sorted), then those rows in full:
+        // deep pages and orders no index serves sort narrow rows instead of whole alerts.
+        let host_join = if filter.sort == AlertSort::Host {
+            " JOIN agents a ON a.id = l.agent_id"
+        } else {
+            ""
+        };
+        let page_sql = format!(
+            "SELECT {} FROM alerts l JOIN agents a ON a.id = l.agent_id \
+             WHERE l.id IN (SELECT l.id FROM alerts l{host_join}{} ORDER BY {inner_order} \
+             LIMIT ${limit_at} OFFSET ${}) ORDER BY {order}",
+            triaged_alert_columns!(),
+            clause.sql,
+            limit_at + 1,
+        );
+        let count_sql = format!("SELECT COUNT(*) FROM alerts l{}", clause.sql);
+        macro_rules! bind_args {
+            ($query:expr) => {{
+                let mut query = $query;
+                for arg in &clause.args {
+                    query = match arg {
+                        Arg::Text(text) => query.bind(*text),
+                        Arg::Int(number) => query.bind(*number),
+                    };
+                }
+                query
+            }};
         }
         let (rows, total): (Vec<TriagedAlertRow>, i64) = on_pool!(self, pool => {
-            let rows = bind_filter!(sqlx::query_as::<_, TriagedAlertRow>(sql))
+            let rows = bind_args!(sqlx::query_as::<_, TriagedAlertRow>(&page_sql))
                 .bind(i64::from(page_size))
                 .bind(offset)
                 .fetch_all(pool)
                 .await?;
-            let total: i64 = bind_filter!(sqlx::query_scalar(QUEUE_COUNT)).fetch_one(pool).await?;
+            let total: i64 = bind_args!(sqlx::query_scalar(&count_sql)).fetch_one(pool).await?;
             (rows, total)
         });
         let alerts = rows

@@ -110,11 +110,23 @@ macro_rules! observation_select {
     };
 }
 
-const PRODUCT_USAGE: &str = "SELECT product, MIN(vendor), MIN(category), COUNT(DISTINCT agent_id), \
-     COUNT(DISTINCT user_name), COUNT(*), SUM(CASE WHEN status <> 'resolved' THEN 1 ELSE 0 END), \
-     CAST(SUM(count) AS BIGINT), MIN(first_seen_ms), MAX(last_seen_ms) \
-     FROM alerts GROUP BY product HAVING MIN(first_seen_ms) >= $1 \
-     ORDER BY COUNT(DISTINCT agent_id) DESC, product LIMIT $2";
+/// Three passes, each over one covering index (migration 0009): the per-product sums, then the
+/// distinct (product, host) and (product, user) pairs counted; `COUNT(DISTINCT ...)` in one GROUP
+/// BY read every alert row and sorted per group.
+const PRODUCT_USAGE: &str = "SELECT p.product, p.vendor, p.category, h.hosts, u.users, p.alerts, \
+     p.unresolved, p.observations, p.first_seen_ms, p.last_seen_ms FROM \
+     (SELECT product, MIN(vendor) AS vendor, MIN(category) AS category, COUNT(*) AS alerts, \
+         SUM(CASE WHEN status <> 'resolved' THEN 1 ELSE 0 END) AS unresolved, \
+         CAST(SUM(count) AS BIGINT) AS observations, MIN(first_seen_ms) AS first_seen_ms, \
+         MAX(last_seen_ms) AS last_seen_ms \
+      FROM alerts GROUP BY product HAVING MIN(first_seen_ms) >= $1) p \
+     JOIN (SELECT product, COUNT(*) AS hosts \
+         FROM (SELECT DISTINCT product, agent_id FROM alerts) d GROUP BY product) h \
+         ON h.product = p.product \
+     JOIN (SELECT product, COUNT(*) AS users \
+         FROM (SELECT DISTINCT product, user_name FROM alerts) d GROUP BY product) u \
+         ON u.product = p.product \
+     ORDER BY h.hosts DESC, p.product LIMIT $2";
 
 impl Store {
     /// Alerts counted by severity and status.
