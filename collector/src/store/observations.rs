@@ -493,6 +493,8 @@ impl Store {
                     insert.build().execute(&mut *tx).await?;
                 }
             }
+            // The leadership report's daily roll-up (store/report.rs), in the same transaction.
+            super::report::add_usage_days(&mut tx, &agent, &stored).await?;
             // The stored observations join the agent's evidence chain in the same transaction.
             super::chain::link_observations(&mut tx, agent_id, now_ms, &chained).await?;
             tx.commit().await?;

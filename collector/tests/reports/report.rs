@@ -10,7 +10,9 @@ use shadowai_collector::report::pseudonym::Namer;
 use shadowai_collector::report::{self, Format, Rendered, ReportRequest};
 
 use crate::backend_tests;
-use crate::harness::{Bind, DAY, HOSTS, NOW, TestDb, USERS, scalar, seed_fleet};
+use crate::harness::{
+    Bind, DAY, HOSTS, NOW, TestDb, USERS, by_user, observation, scalar, seed_fleet,
+};
 
 const SINCE: i64 = NOW - 30 * DAY;
 const WEEK: i64 = 7 * DAY;
@@ -21,6 +23,7 @@ backend_tests!(
     html_is_self_contained_and_escapes_endpoint_strings,
     groups_narrow_the_fleet,
     sanctions_triage_outcomes_and_the_chain_head_reach_the_report,
+    usage_figures_hold_for_periods_off_midnight,
 );
 
 fn request(namer: Namer, group: Option<&str>) -> ReportRequest {
@@ -774,4 +777,232 @@ async fn json_follows_the_documented_schema() {
         check_schema(&json, &schema, &schema, "$");
     }
     db.finish().await;
+}
+
+const HOUR: i64 = 3_600_000;
+
+/// Periods that do not start or end at midnight UTC: the report reads the daily roll-up for the
+/// whole days, raw observations for the partial days at the ends, and counts a host in both weeks
+/// of a day a week boundary cuts (observations on both sides, in one batch or two). Every usage
+/// figure against SQL over raw observations.
+async fn usage_figures_hold_for_periods_off_midnight(db: &TestDb) {
+    let agents = seed_fleet(&db.store).await;
+    let image = |at: i64, count: u32| {
+        let mut o = observation("midjourney.midjourney", "image_generation", at);
+        o.count = count;
+        o
+    };
+    let batches: Vec<(usize, Vec<_>)> = vec![
+        (
+            3,
+            vec![
+                // either side of 06:00 on one day (a week boundary of the first period below)
+                image(NOW - 16 * DAY + 2 * HOUR, 2),
+                image(NOW - 16 * DAY + 10 * HOUR, 3),
+                // either side of the first period's start, one day
+                image(NOW - 30 * DAY + HOUR, 5),
+                image(NOW - 30 * DAY + 8 * HOUR, 7),
+                // another product of the category, for the period without a whole day
+                observation(
+                    "stability.dreamstudio",
+                    "image_generation",
+                    NOW - 10 * DAY + 5 * HOUR,
+                ),
+                observation(
+                    "stability.dreamstudio",
+                    "image_generation",
+                    NOW - 9 * DAY + HOUR,
+                ),
+                // either side of the second period's end
+                by_user(image(NOW - 2 * DAY + 3 * HOUR, 1), "carol"),
+                by_user(image(NOW - 2 * DAY + 9 * HOUR, 4), "carol"),
+            ],
+        ),
+        // one day of ChatGPT on host 0 in two batches: the second moves the day's last time
+        (
+            0,
+            vec![by_user(
+                observation("openai.chatgpt", "chat", NOW - 16 * DAY + 3 * HOUR),
+                USERS[0],
+            )],
+        ),
+        (
+            0,
+            vec![by_user(
+                observation("openai.chatgpt", "chat", NOW - 16 * DAY + 9 * HOUR),
+                USERS[0],
+            )],
+        ),
+        (
+            1,
+            vec![observation(
+                "openai.chatgpt",
+                "chat",
+                NOW - 20 * DAY + 12 * HOUR,
+            )],
+        ),
+    ];
+    for (index, batch) in batches {
+        db.store
+            .insert_observations(agents[index], &batch, NOW - HOUR)
+            .await
+            .unwrap();
+    }
+    let periods = [
+        (NOW - 30 * DAY + 6 * HOUR, NOW - 5 * HOUR),
+        (NOW - 30 * DAY - 3 * HOUR, NOW - 2 * DAY + 7 * HOUR),
+        // no whole day: raw observations only
+        (NOW - 10 * DAY + 1, NOW - 9 * DAY + 2 * HOUR),
+        (NOW - 20 * DAY + 11 * HOUR, NOW - 12 * DAY - HOUR),
+        (SINCE, NOW),
+        // more than 62 weeks: one row per week instead of week bit sets
+        (NOW - 70 * WEEK + 3 * HOUR, NOW - HOUR),
+    ];
+    for (since, until) in periods {
+        check_usage_figures(db, since, until).await;
+    }
+}
+
+/// The report's usage figures for `[since, until)` (and the period before) against SQL over raw
+/// observations: hosts and users with AI, by category, per product (hosts, users, events, plans)
+/// and every point of the weekly trends.
+async fn check_usage_figures(db: &TestDb, since: i64, until: i64) {
+    let request = ReportRequest {
+        since_ms: since,
+        until_ms: until,
+        group: None,
+        namer: Namer::plain(),
+    };
+    let report = report::data::build(&db.store, &request, NOW).await.unwrap();
+    let Rendered::File(bytes) = report::render(&report, Format::Json).unwrap() else {
+        panic!("json is one file")
+    };
+    let json: Value = serde_json::from_slice(&bytes).unwrap();
+    let url = &db.url;
+    let at = format!("[{since}, {until})");
+    let before = since - (until - since);
+    let hosts_sql = format!(
+        "SELECT COUNT(DISTINCT o.agent_id) FROM observations o WHERE {IN_PERIOD} AND o.product <> ''"
+    );
+    let users_sql = format!(
+        "SELECT COUNT(DISTINCT o.process_user) FROM observations o WHERE {IN_PERIOD} \
+         AND o.product <> '' AND o.process_user IS NOT NULL AND o.process_user <> ''"
+    );
+    let summary = &json["summary"];
+    for (field, sql) in [
+        ("hosts_with_unsanctioned_ai", &hosts_sql),
+        ("users_with_unsanctioned_ai", &users_sql),
+    ] {
+        assert_eq!(
+            i(&summary[field]["value"]),
+            scalar(url, sql, &[Bind::I(since), Bind::I(until)]).await,
+            "{at} {field}"
+        );
+        assert_eq!(
+            i(&summary[field]["previous"]),
+            scalar(url, sql, &[Bind::I(before), Bind::I(since)]).await,
+            "{at} {field} previous"
+        );
+    }
+    let categories = summary["by_category"].as_array().unwrap();
+    assert_eq!(
+        categories.len() as i64,
+        scalar(
+            url,
+            &format!(
+                "SELECT COUNT(DISTINCT o.category) FROM observations o WHERE {IN_PERIOD} AND o.product <> ''"
+            ),
+            &[Bind::I(since), Bind::I(until)]
+        )
+        .await,
+        "{at}"
+    );
+    for row in categories {
+        let category = row["category"].as_str().unwrap().to_owned();
+        for (field, sql) in [("hosts", &hosts_sql), ("users", &users_sql)] {
+            let sql = format!("{sql} AND o.category = $3");
+            for (key, from, to) in [("value", since, until), ("previous", before, since)] {
+                assert_eq!(
+                    i(&row[field][key]),
+                    scalar(
+                        url,
+                        &sql,
+                        &[Bind::I(from), Bind::I(to), Bind::S(category.clone())]
+                    )
+                    .await,
+                    "{at} {category} {field} {key}"
+                );
+            }
+        }
+    }
+    let products = json["top_products"].as_array().unwrap();
+    for row in products {
+        let product = row["product"].as_str().unwrap().to_owned();
+        let binds = [Bind::I(since), Bind::I(until), Bind::S(product.clone())];
+        assert_eq!(
+            i(&row["hosts"]),
+            scalar(url, &format!("{hosts_sql} AND o.product = $3"), &binds).await,
+            "{at} {product}"
+        );
+        assert_eq!(
+            i(&row["users"]),
+            scalar(url, &format!("{users_sql} AND o.product = $3"), &binds).await,
+            "{at} {product}"
+        );
+        assert_eq!(
+            i(&row["events"]),
+            scalar(
+                url,
+                &format!(
+                    "SELECT CAST(SUM(o.count) AS BIGINT) FROM observations o WHERE {IN_PERIOD} AND o.product = $3"
+                ),
+                &binds
+            )
+            .await,
+            "{at} {product} events"
+        );
+        for (plan, hosts) in row["plans"].as_object().unwrap() {
+            let condition = if plan == "unknown" {
+                "(o.plan IS NULL OR o.plan = '')"
+            } else {
+                "o.plan = $4"
+            };
+            let mut binds = binds.to_vec();
+            if plan != "unknown" {
+                binds.push(Bind::S(plan.clone()));
+            }
+            assert_eq!(
+                i(hosts),
+                scalar(
+                    url,
+                    &format!("{hosts_sql} AND o.product = $3 AND {condition}"),
+                    &binds
+                )
+                .await,
+                "{at} {product} {plan}"
+            );
+        }
+    }
+    let weeks = json["trends"]["week_starts_ms"].as_array().unwrap();
+    assert_eq!(
+        weeks.len() as i64,
+        (until - since + WEEK - 1) / WEEK,
+        "{at}"
+    );
+    for (key, column) in [("by_category", "category"), ("top_products", "product")] {
+        for series in json["trends"][key].as_array().unwrap() {
+            let name = series["name"].as_str().unwrap().to_owned();
+            for (week, value) in series["hosts"].as_array().unwrap().iter().enumerate() {
+                let start = since + week as i64 * WEEK;
+                let end = (start + WEEK).min(until);
+                let expected = scalar(
+                    url,
+                    &format!("{hosts_sql} AND o.{column} = $3"),
+                    &[Bind::I(start), Bind::I(end), Bind::S(name.clone())],
+                )
+                .await;
+                assert_eq!(i(value), expected, "{at} {key} {name} week {week}");
+            }
+        }
+    }
 }
