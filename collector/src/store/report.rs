@@ -421,10 +421,10 @@ impl Store {
             };
         }
         let (weekly, by_week) = match &self.backend {
-            Backend::Sqlite(pool) if masks => {
+            Backend::Sqlite { reads: pool, .. } if masks => {
                 (usage!(USAGE_WEEKS_SQLITE, UsageWeeksRow, pool), Vec::new())
             }
-            Backend::Sqlite(pool) => (Vec::new(), usage!(USAGE_QUERY, UsageRow, pool)),
+            Backend::Sqlite { reads: pool, .. } => (Vec::new(), usage!(USAGE_QUERY, UsageRow, pool)),
             Backend::Postgres(pool) => {
                 // With the default 4 MB PostgreSQL may sort the rows on disk to group them; with
                 // room for a hash table it groups them in one pass (docs/BENCHMARKS.md). A limit,
