@@ -16,12 +16,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SYSTEM_PACKAGES=(postgresql
     iproute2 ethtool tcpdump tshark dnsmasq-base dnsutils gnutls-bin openssl curl wget chromium nodejs
     chromium-driver rpm binutils adduser systemd rsyslog poppler-utils gcc-mingw-w64-x86-64
-    python3 python3-venv python3-pip)
+    python3 python3-venv python3-pip python3-aiosmtpd)
 # The packaging test (scripts/test-packaging.sh): rpm for rpmbuild, binutils for strip, adduser and
 # systemd (systemd-analyze verify) for installing the .deb for real. gcc-mingw-w64-x86-64: ring's C
 # code when the Windows agent is checked.
 # Reports and SIEM export (collector/tests/reports.rs): a real syslog receiver, and poppler's
-# pdftoppm/pdftotext to render and read the PDF report.
+# pdftoppm/pdftotext to render and read the PDF report; python3-aiosmtpd, a real SMTP server that
+# scheduled reports are mailed to (collector/tests/reports/email.rs).
 # The API's OpenAPI check (tests/tests/e2e/openapi.rs): python3 with venv and pip, to install the
 # pinned schemathesis from PyPI into target/schemathesis-venv.
 

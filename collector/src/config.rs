@@ -52,6 +52,13 @@
 //! output_dir = "/var/lib/shadowai-collector/reports"
 //! group = "engineering"                        # optional
 //! pseudonymize = false
+//! email_to = ["ciso@example.com"]              # optional: mail the files (needs [reports.smtp])
+//! [reports.smtp]
+//! host = "smtp.example.com"
+//! tls = "starttls"                             # none | starttls | tls; port 25 / 587 / 465
+//! username = "shadowai"                        # optional, with password_file (not with tls none)
+//! password_file = "/etc/shadowai/smtp-password"
+//! from = "shadowai <reports@example.com>"
 //! ```
 
 use std::net::SocketAddr;
@@ -378,7 +385,7 @@ fn read(path: &Path) -> Result<File, ConfigError> {
     })
 }
 
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
     let name = name.trim();
     let is_dns = !name.is_empty()

@@ -2000,12 +2000,14 @@ async fn hostile_api_input_gets_documented_json_errors() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     assert!(json_body(response).await["error"].is_string());
 
-    // a PDF from a build without PDF support is the client's to change (it was a 500)
-    if !shadowai_collector::report::PDF_AVAILABLE {
-        let response = app
-            .get("/api/v1/reports?format=pdf", &[("authorization", &viewer)])
-            .await;
-        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        assert!(json_body(response).await["error"].is_string());
-    }
+    // the PDF is in every build (it was a 400 from a build without the `pdf` feature)
+    let response = app
+        .get("/api/v1/reports?format=pdf", &[("authorization", &viewer)])
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[header::CONTENT_TYPE], "application/pdf");
+    let pdf = axum::body::to_bytes(response.into_body(), 50 * 1024 * 1024)
+        .await
+        .unwrap();
+    assert!(pdf.starts_with(b"%PDF-"), "{:?}", &pdf[..pdf.len().min(16)]);
 }

@@ -76,12 +76,6 @@ pub(super) async fn download(
         .unwrap_or("html")
         .parse()
         .map_err(bad)?;
-    // A request this build can never answer is the client's to change, not a server failure.
-    if format == Format::Pdf && !report::PDF_AVAILABLE {
-        return Err(bad(
-            "this collector was built without PDF support: ask for html, csv or json",
-        ));
-    }
     if let Some(group) = &params.group {
         report::check_group(group).map_err(bad)?;
     }

@@ -1,18 +1,18 @@
 //! The leadership evidence report: figures from the store (`data`), recommendations from fixed
-//! rules (`rules`), rendered as self-contained HTML, PDF (typst), CSV (one file per table) or JSON
+//! rules (`rules`), rendered as self-contained HTML, PDF (krilla), CSV (one file per table) or JSON
 //! (docs/report.schema.json). docs/REPORTS.md describes every figure and rule.
 //!
 //! Architecture invariants:
 //! - Every figure is computed once, in `data`; renderers only lay out [`data::Report`], so all
 //!   formats show the same numbers.
 //! - Nothing in a report is fetched from outside: no URL, font or script is referenced.
-//! - Endpoint strings are data: escaped by askama in HTML, passed to typst as JSON (never as
-//!   markup), quoted and formula-guarded in CSV.
+//! - Endpoint strings are data: escaped by askama in HTML, drawn as glyphs in the PDF (no markup
+//!   language in between), quoted and formula-guarded in CSV.
 //! - Pseudonymised reports never contain a real user or host name (`pseudonym`).
 
 pub mod data;
+pub mod email;
 pub mod html;
-#[cfg(feature = "pdf")]
 pub mod pdf;
 pub mod pseudonym;
 pub mod rules;
@@ -95,23 +95,13 @@ pub enum Rendered {
     Tables(Vec<(String, Vec<u8>)>),
 }
 
-/// Whether this build renders PDF (the cargo feature `pdf`).
-pub const PDF_AVAILABLE: bool = cfg!(feature = "pdf");
-
 /// Renders `report` as `format`.
 pub fn render(report: &Report, format: Format) -> Result<Rendered, ReportError> {
     let tables = tables::tables(report);
     Ok(match format {
         Format::Json => Rendered::File(data::to_json(report)),
         Format::Html => Rendered::File(html::render(report, &tables)?),
-        #[cfg(feature = "pdf")]
         Format::Pdf => Rendered::File(pdf::render(report, &tables)?),
-        #[cfg(not(feature = "pdf"))]
-        Format::Pdf => {
-            return Err(ReportError::Pdf(
-                "this collector was built without PDF support (cargo feature `pdf`)".into(),
-            ));
-        }
         Format::Csv => Rendered::Tables(
             tables
                 .iter()

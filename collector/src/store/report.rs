@@ -378,6 +378,11 @@ pub struct ReportRun {
     pub files: String,
     pub outcome: String,
     pub error: Option<String>,
+    /// E-mail delivery: `None` without `email_to`; `pending`, `sent`, `failed` or `skipped`
+    /// (the report failed, so nothing was sent).
+    pub delivery: Option<String>,
+    /// Why the delivery failed.
+    pub delivery_error: Option<String>,
 }
 
 impl Store {
@@ -551,7 +556,8 @@ impl Store {
         on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO report_runs (id, schedule, started_at_ms, finished_at_ms, since_ms, until_ms, \
-                 formats, files, outcome, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 formats, files, outcome, error, delivery, delivery_error) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(&run.id)
             .bind(&run.schedule)
@@ -563,9 +569,56 @@ impl Store {
             .bind(&run.files)
             .bind(&run.outcome)
             .bind(run.error.as_deref())
+            .bind(run.delivery.as_deref())
+            .bind(run.delivery_error.as_deref())
             .execute(pool)
             .await
             .map_err(StoreError::entity("report run"))?;
+        });
+        Ok(())
+    }
+
+    /// Claims the run of `schedule` at `slot_ms` for `claimant`: true for the one caller (across
+    /// every collector on this database) whose insert made the row, false for the others.
+    pub async fn claim_report_slot(
+        &self,
+        schedule: &str,
+        slot_ms: i64,
+        claimant: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let inserted = on_pool!(self, pool => {
+            sqlx::query(
+                "INSERT INTO report_slots (schedule, slot_ms, claimed_by, claimed_at_ms) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (schedule, slot_ms) DO NOTHING",
+            )
+            .bind(schedule)
+            .bind(slot_ms)
+            .bind(claimant)
+            .bind(now_ms)
+            .execute(pool)
+            .await
+            .map_err(StoreError::entity("report slot"))?
+            .rows_affected()
+        });
+        Ok(inserted == 1)
+    }
+
+    /// Records how a run's e-mail delivery ended.
+    pub async fn record_report_delivery(
+        &self,
+        id: &str,
+        delivery: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
+            sqlx::query("UPDATE report_runs SET delivery = $1, delivery_error = $2 WHERE id = $3")
+                .bind(delivery)
+                .bind(error)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map_err(StoreError::entity("report run"))?;
         });
         Ok(())
     }
@@ -575,7 +628,7 @@ impl Store {
         let rows = on_pool!(self, pool => {
             sqlx::query_as(
                 "SELECT id, schedule, started_at_ms, finished_at_ms, since_ms, until_ms, formats, files, \
-                 outcome, error FROM report_runs ORDER BY started_at_ms DESC, id DESC LIMIT $1",
+                 outcome, error, delivery, delivery_error FROM report_runs ORDER BY started_at_ms DESC, id DESC LIMIT $1",
             )
             .bind(i64::from(limit.clamp(1, super::MAX_PAGE)))
             .fetch_all(pool)

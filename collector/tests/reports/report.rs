@@ -2,7 +2,6 @@
 //! here independently; HTML self-contained and escaped; PDF rendered by poppler; pseudonymised
 //! output without a real name.
 
-#[cfg(feature = "pdf")]
 use std::process::Command;
 
 use serde_json::Value;
@@ -627,7 +626,6 @@ async fn html_is_self_contained_and_escapes_endpoint_strings(db: &TestDb) {
     assert!(html.contains("@media print"));
 }
 
-#[cfg(feature = "pdf")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pdf_renders_with_poppler_and_shows_the_headline_figures() {
     let db = TestDb::sqlite().await;
@@ -690,7 +688,6 @@ async fn pdf_renders_with_poppler_and_shows_the_headline_figures() {
     db.finish().await;
 }
 
-#[cfg(feature = "pdf")]
 fn which(name: &str) -> Option<std::path::PathBuf> {
     ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin", "/sbin"]
         .iter()
