@@ -429,7 +429,9 @@ impl Store {
             Backend::Sqlite { reads: pool, .. } if masks => {
                 (usage!(USAGE_WEEKS_SQLITE, UsageWeeksRow, pool), Vec::new())
             }
-            Backend::Sqlite { reads: pool, .. } => (Vec::new(), usage!(USAGE_QUERY, UsageRow, pool)),
+            Backend::Sqlite { reads: pool, .. } => {
+                (Vec::new(), usage!(USAGE_QUERY, UsageRow, pool))
+            }
             Backend::Postgres(pool) => {
                 // With the default 4 MB PostgreSQL may sort the rows on disk to group them; with
                 // room for a hash table it groups them in one pass (docs/BENCHMARKS.md). A limit,
@@ -587,7 +589,7 @@ impl Store {
         claimant: &str,
         now_ms: i64,
     ) -> Result<bool, StoreError> {
-        let inserted = on_pool!(self, pool => {
+        let inserted = on_write_pool!(self, pool => {
             sqlx::query(
                 "INSERT INTO report_slots (schedule, slot_ms, claimed_by, claimed_at_ms) \
                  VALUES ($1, $2, $3, $4) ON CONFLICT (schedule, slot_ms) DO NOTHING",
@@ -611,7 +613,7 @@ impl Store {
         delivery: &str,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
-        on_pool!(self, pool => {
+        on_write_pool!(self, pool => {
             sqlx::query("UPDATE report_runs SET delivery = $1, delivery_error = $2 WHERE id = $3")
                 .bind(delivery)
                 .bind(error)
